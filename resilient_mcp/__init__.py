@@ -1,0 +1,94 @@
+"""resilient-mcp: an MCP client that keeps working when servers are strict, slow, racy or flaky.
+
+Quick start::
+
+    import resilient_mcp
+
+    async with resilient_mcp.connect("http://127.0.0.1:8000/mcp") as client:
+        result = await client.call_tool("echo", {"text": "hi"})
+        print(result.text)
+
+Everything public is importable from here; modules whose names start with ``_`` are
+implementation details. Data models live in :mod:`resilient_mcp.types`; the test
+servers in :mod:`resilient_mcp.testing` (``pip install resilient-mcp[testing]``).
+"""
+
+from ._client import Client, connect
+from ._config import DEFAULT, Limits, Timeouts
+from ._exceptions import (
+    ClientClosed,
+    ConnectError,
+    ConnectionLost,
+    Execution,
+    HandshakeError,
+    HTTPStatusError,
+    InvalidParams,
+    MalformedMessage,
+    MCPError,
+    MessageTooLarge,
+    MethodNotFound,
+    NotInitialized,
+    ProtocolError,
+    QueueFull,
+    RequestCancelled,
+    RequestTimeout,
+    ResourceNotFound,
+    ServerError,
+    ServerUnavailable,
+    SessionError,
+    SessionLost,
+    ToolError,
+    ToolOutputError,
+    TransportError,
+    UnsupportedProtocolVersion,
+    UsageError,
+)
+from ._session import (
+    LATEST_PROTOCOL_VERSION,
+    SUPPORTED_PROTOCOL_VERSIONS,
+    Handlers,
+    SessionState,
+    SessionStats,
+)
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "DEFAULT",
+    "LATEST_PROTOCOL_VERSION",
+    "SUPPORTED_PROTOCOL_VERSIONS",
+    "Client",
+    "ClientClosed",
+    "ConnectError",
+    "ConnectionLost",
+    "Execution",
+    "HTTPStatusError",
+    "Handlers",
+    "HandshakeError",
+    "InvalidParams",
+    "Limits",
+    "MCPError",
+    "MalformedMessage",
+    "MessageTooLarge",
+    "MethodNotFound",
+    "NotInitialized",
+    "ProtocolError",
+    "QueueFull",
+    "RequestCancelled",
+    "RequestTimeout",
+    "ResourceNotFound",
+    "ServerError",
+    "ServerUnavailable",
+    "SessionError",
+    "SessionLost",
+    "SessionState",
+    "SessionStats",
+    "Timeouts",
+    "ToolError",
+    "ToolOutputError",
+    "TransportError",
+    "UnsupportedProtocolVersion",
+    "UsageError",
+    "__version__",
+    "connect",
+]

@@ -1,0 +1,76 @@
+"""Small keyword-only configuration objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["DEFAULT", "Limits", "Timeouts"]
+
+
+class _Default:
+    """Sentinel: "use the client's setting" (``None`` already means "no timeout")."""
+
+    _instance: _Default | None = None
+
+    def __new__(cls) -> _Default:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+
+DEFAULT = _Default()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Timeouts:
+    """How long the client waits, in seconds. ``None`` means no limit.
+
+    Attributes:
+        request: default for every request, counted from the call (time spent waiting
+            for the session to become ready included). Overridable per call.
+        initialize: the whole handshake (``initialize`` and ``notifications/initialized``).
+        connect: establishing a TCP/TLS connection.
+        reset_on_progress: a progress notification for a request restarts its ``request``
+            clock...
+        max_total: ...but never past this much time since the call started.
+        close: how long closing the client may take (session DELETE) before it gives up.
+    """
+
+    request: float | None = 60.0
+    initialize: float = 30.0
+    connect: float = 10.0
+    reset_on_progress: bool = True
+    max_total: float | None = 600.0
+    close: float = 5.0
+
+    def __post_init__(self) -> None:
+        for name in ("request", "initialize", "connect", "max_total", "close"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"Timeouts.{name} must be positive, got {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Limits:
+    """Bounds that protect the client (and its process) from a misbehaving server or caller.
+
+    Attributes:
+        max_queued: requests that may wait for the session to become ready; one more
+            raises :class:`~resilient_mcp.QueueFull`.
+        max_message_size: largest message accepted from the server, in bytes; a larger
+            one fails the request it belongs to with :class:`~resilient_mcp.MessageTooLarge`.
+        max_pending_notifications: server notifications buffered for the handlers; past
+            this, new ones are dropped with a warning in the log.
+    """
+
+    max_queued: int = 1024
+    max_message_size: int = 16 * 1024 * 1024
+    max_pending_notifications: int = 1024
+
+    def __post_init__(self) -> None:
+        for name in ("max_queued", "max_message_size", "max_pending_notifications"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"Limits.{name} must be at least 1")

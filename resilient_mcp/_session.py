@@ -1,0 +1,714 @@
+"""The session: owns the handshake, the gate, and every request.
+
+Nothing reaches the server before it can take it: a request made while the session is
+not ready parks in a bounded FIFO queue (the *gate*) and is released only after
+
+1. the ``initialize`` result arrived and its protocol version was accepted, and
+2. ``notifications/initialized`` was *delivered* (over HTTP: its 202 came back).
+
+The handshake is single-flight: whoever finds the session not ready and no handshake
+running starts one; everyone else parks. Book-keeping (states, queue, pending requests)
+is plain synchronous code with no ``await`` inside, so it needs no lock on one event
+loop; I/O happens outside it. When the session closes, everything pending fails at once.
+"""
+
+from __future__ import annotations
+
+import copy
+import enum
+import itertools
+import math
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import anyio.abc
+import pydantic
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from ._classify import FailureContext, classify_rpc_error
+from ._config import DEFAULT, Limits, Timeouts, _Default
+from ._exceptions import (
+    ClientClosed,
+    ConnectionLost,
+    Execution,
+    HandshakeError,
+    MalformedMessage,
+    MCPError,
+    QueueFull,
+    RequestCancelled,
+    RequestTimeout,
+    UnsupportedProtocolVersion,
+)
+from ._log import Logger
+from ._transport import Transport
+from .types import (
+    ClientCapabilities,
+    CreateMessageRequestParams,
+    CreateMessageResult,
+    ElicitRequestParams,
+    ElicitResult,
+    Implementation,
+    InitializeResult,
+    LoggingMessage,
+    Progress,
+    Root,
+)
+
+__all__ = [
+    "LATEST_PROTOCOL_VERSION",
+    "SUPPORTED_PROTOCOL_VERSIONS",
+    "Handlers",
+    "Session",
+    "SessionState",
+]
+
+LATEST_PROTOCOL_VERSION = "2025-11-25"
+SUPPORTED_PROTOCOL_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05")
+
+ProgressCallback = Callable[[Progress], Awaitable[None]]
+
+# JSON-RPC error codes we send.
+_METHOD_NOT_FOUND = -32601
+_INVALID_PARAMS = -32602
+_INTERNAL_ERROR = -32603
+
+
+class SessionState(enum.Enum):
+    """Where a session is in its life. Transitions only go forward, except that a
+    failed or lost handshake returns to ``NEW`` so that a later one can be tried."""
+
+    NEW = "new"
+    INITIALIZING = "initializing"
+    READY = "ready"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Handlers:
+    """Callbacks for what the server sends on its own. All are optional and async.
+
+    A capability is advertised to the server only when its handler is given (a server
+    may change behaviour when it sees one: server-filesystem replaces its allowed
+    directories with the client's roots).
+
+    Attributes:
+        sampling: answers ``sampling/createMessage`` (advertises ``sampling``).
+        elicitation: answers ``elicitation/create`` (advertises ``elicitation``).
+        roots: returns the roots for ``roots/list`` (advertises ``roots``).
+        log: receives ``notifications/message``.
+        notification: receives every server notification as (method, params), after the
+            specific handlers.
+    """
+
+    sampling: Callable[[CreateMessageRequestParams], Awaitable[CreateMessageResult]] | None = None
+    elicitation: Callable[[ElicitRequestParams], Awaitable[ElicitResult]] | None = None
+    roots: Callable[[], Awaitable[list[Root]]] | None = None
+    log: Callable[[LoggingMessage], Awaitable[None]] | None = None
+    notification: Callable[[str, Mapping[str, Any]], Awaitable[None]] | None = None
+
+    def capabilities(self) -> ClientCapabilities:
+        return ClientCapabilities(
+            sampling={} if self.sampling else None,
+            elicitation={"form": {}} if self.elicitation else None,
+            roots={"listChanged": False} if self.roots else None,
+        )
+
+
+class _Waiter:
+    """One request parked in the gate."""
+
+    __slots__ = ("error", "event")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.error: MCPError | None = None
+
+
+class _Pending:
+    """One request on the wire, waiting for its answer."""
+
+    __slots__ = (
+        "done",
+        "error",
+        "event",
+        "hard_deadline",
+        "method",
+        "progress",
+        "result",
+        "scope",
+        "timeout",
+    )
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self.done = False
+        self.result: Any = None
+        self.error: Any = None  # the JSON-RPC error object, or an MCPError
+        self.event: anyio.Event | None = None  # created only if the caller has to wait
+        self.progress: ProgressCallback | None = None
+        self.scope: anyio.CancelScope | None = None
+        self.timeout: float | None = None
+        self.hard_deadline = math.inf
+
+    def resolve(self, result: Any = None, error: Any = None) -> None:
+        if self.done:
+            return
+        self.done = True
+        self.result = result
+        self.error = error
+        if self.event is not None:
+            self.event.set()
+
+    async def wait(self) -> None:
+        if not self.done:
+            self.event = anyio.Event()
+            await self.event.wait()
+
+
+@dataclass
+class SessionStats:
+    """Counters a caller can read (``client.stats``)."""
+
+    requests: int = 0
+    handshakes: int = 0
+    queued_peak: int = 0
+    unknown_responses: int = 0
+    dropped_notifications: int = 0
+    time_to_ready: float | None = None
+    """Seconds from the start of the last successful handshake to the gate opening."""
+
+
+class Session:
+    """One MCP session over one transport. Used through :class:`~resilient_mcp.Client`."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        timeouts: Timeouts,
+        limits: Limits,
+        handlers: Handlers,
+        client_info: Implementation,
+        logger: Logger,
+    ) -> None:
+        self._transport = transport
+        self._timeouts = timeouts
+        self._limits = limits
+        self._handlers = handlers
+        self._client_info = client_info
+        self._log = logger
+        self._state = SessionState.NEW
+        self._ids = itertools.count(1)
+        self._pending: dict[int, _Pending] = {}
+        self._queue: deque[_Waiter] = deque()
+        self._handshaking = False
+        self._last_failure: MCPError | None = None
+        self._init: InitializeResult | None = None
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._notify_send: MemoryObjectSendStream[tuple[str, Mapping[str, Any]]] | None = None
+        self._notification_listeners: list[Callable[[str, Mapping[str, Any]], None]] = []
+        self.stats = SessionStats()
+
+    # --- introspection ---------------------------------------------------------------
+
+    @property
+    def state(self) -> SessionState:
+        return self._state
+
+    @property
+    def initialize_result(self) -> InitializeResult | None:
+        return self._init
+
+    @property
+    def transport(self) -> Transport:
+        return self._transport
+
+    def __repr__(self) -> str:
+        return (
+            f"<Session [{self._state.value}] [Requests: {len(self._pending)} active, "
+            f"{len(self._queue)} queued]>"
+        )
+
+    def add_notification_listener(self, listener: Callable[[str, Mapping[str, Any]], None]) -> None:
+        """Register a synchronous, non-blocking observer of every server notification."""
+        self._notification_listeners.append(listener)
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    async def start(self, task_group: anyio.abc.TaskGroup) -> None:
+        """Open the transport and start the background workers (not the handshake)."""
+        if self._state is not SessionState.NEW or self._task_group is not None:
+            raise ClientClosed("a session can be started only once")
+        self._task_group = task_group
+        send, receive = anyio.create_memory_object_stream[tuple[str, Mapping[str, Any]]](
+            self._limits.max_pending_notifications
+        )
+        self._notify_send = send
+        task_group.start_soon(self._notification_worker, receive)
+        await self._transport.open(self._on_message, task_group)
+
+    async def wait_ready(self, deadline: float = math.inf) -> None:
+        """Return once the session is ready, starting the handshake if none is running.
+
+        Raises:
+            ClientClosed: the session is closing or closed.
+            QueueFull: too many requests are already waiting.
+            RequestTimeout: ``deadline`` passed first (nothing was sent).
+            MCPError: the handshake failed (a copy of its error).
+        """
+        if self._state is SessionState.READY:
+            return
+        if self._state in (SessionState.CLOSING, SessionState.CLOSED):
+            raise ClientClosed("the client is closed")
+        if len(self._queue) >= self._limits.max_queued:
+            raise QueueFull(
+                f"{len(self._queue)} requests already wait for the session "
+                f"(Limits.max_queued={self._limits.max_queued})"
+            )
+        waiter = _Waiter()
+        self._queue.append(waiter)
+        self.stats.queued_peak = max(self.stats.queued_peak, len(self._queue))
+        self._ensure_handshake()
+        try:
+            with anyio.move_on_after(deadline - anyio.current_time()) as scope:
+                await waiter.event.wait()
+        finally:
+            if not waiter.event.is_set():
+                self._queue.remove(waiter)
+        if scope.cancelled_caught:
+            raise RequestTimeout(
+                "timed out waiting for the session to become ready",
+                execution=Execution.NOT_EXECUTED,
+            )
+        if waiter.error is not None:
+            raise waiter.error
+
+    def _ensure_handshake(self) -> None:
+        if self._handshaking or self._state is not SessionState.NEW:
+            return
+        if self._task_group is None:
+            raise ClientClosed("the client is not open")
+        self._handshaking = True
+        self._task_group.start_soon(self._run_handshake)
+
+    def _release(self, error: MCPError | None) -> None:
+        """Open the gate: wake every parked request in arrival order."""
+        while self._queue:
+            waiter = self._queue.popleft()
+            if error is not None:
+                # Each waiter raises its own copy: one exception object raised in many
+                # tasks would collect a mixed-up traceback.
+                waiter.error = copy.copy(error)
+                waiter.error.execution = Execution.NOT_EXECUTED
+                waiter.error.request_id = None
+            waiter.event.set()
+
+    async def _run_handshake(self) -> None:
+        started = anyio.current_time()
+        self._state = SessionState.INITIALIZING
+        self.stats.handshakes += 1
+        log = self._log.bind(attempt=self.stats.handshakes)
+        log.debug("session.state", state="initializing")
+        error: MCPError | None = None
+        try:
+            with anyio.fail_after(self._timeouts.initialize):
+                await self._handshake()
+        except TimeoutError:
+            error = RequestTimeout(
+                f"handshake did not complete within {self._timeouts.initialize} s",
+                method="initialize",
+                session_id=self._transport.session_id,
+                execution=Execution.NOT_EXECUTED,
+            )
+        except MCPError as exc:
+            error = exc
+        finally:
+            self._handshaking = False
+        if self._state in (SessionState.CLOSING, SessionState.CLOSED):
+            self._release(ClientClosed("the client was closed during the handshake"))
+            return
+        if error is not None:
+            self._state = SessionState.NEW
+            self._last_failure = error
+            log.info("session.handshake_failed", error=repr(error))
+            await self._transport.reset_session()
+            self._release(error)
+            return
+        self._state = SessionState.READY
+        self._last_failure = None
+        self.stats.time_to_ready = anyio.current_time() - started
+        self._log = self._log.bind(session_id=self._transport.session_id)
+        self._log.debug(
+            "session.state",
+            state="ready",
+            protocol_version=self._transport.protocol_version,
+            time_to_ready_ms=round(self.stats.time_to_ready * 1000, 2),
+        )
+        self._release(None)
+        await self._transport.start_listening()
+
+    async def _handshake(self) -> None:
+        params = {
+            "protocolVersion": LATEST_PROTOCOL_VERSION,
+            "capabilities": self._handlers.capabilities().model_dump(exclude_none=True),
+            "clientInfo": self._client_info.model_dump(exclude_none=True),
+        }
+        # initialize is never cancelled with notifications/cancelled (the spec forbids it);
+        # its deadline is the handshake's, enforced by the caller.
+        raw = await self._send_request("initialize", params, deadline=math.inf, cancellable=False)
+        try:
+            result = InitializeResult.model_validate(raw)
+        except pydantic.ValidationError as exc:
+            raise HandshakeError(
+                f"invalid initialize result: {exc.error_count()} error(s)",
+                method="initialize",
+                session_id=self._transport.session_id,
+            ) from exc
+        version = result.protocolVersion
+        if version not in SUPPORTED_PROTOCOL_VERSIONS:
+            # The spec: a client that cannot use the offered version should disconnect.
+            await self._transport.end_session()
+            raise UnsupportedProtocolVersion(
+                f"server offered protocol version {version!r}; this client speaks "
+                f"{', '.join(SUPPORTED_PROTOCOL_VERSIONS)}",
+                offered=version,
+                supported=SUPPORTED_PROTOCOL_VERSIONS,
+                method="initialize",
+                session_id=self._transport.session_id,
+            )
+        self._transport.protocol_version = version
+        self._init = result
+        try:
+            await self.notify("notifications/initialized", None)
+        except MCPError as exc:
+            # Never ignored: a server that did not get `initialized` rejects what follows.
+            raise HandshakeError(
+                f"notifications/initialized was not delivered: {exc.message}",
+                method="notifications/initialized",
+                session_id=self._transport.session_id,
+            ) from exc
+
+    async def aclose(self) -> None:
+        """Close the session: fail everything pending, end it on the server, stop workers."""
+        if self._state in (SessionState.CLOSING, SessionState.CLOSED):
+            return
+        self._state = SessionState.CLOSING
+        self._log.debug("session.state", state="closing")
+        self._release(ClientClosed("the client was closed"))
+        for request_id, pending in list(self._pending.items()):
+            pending.resolve(
+                error=RequestCancelled(
+                    "the client was closed while the request was pending",
+                    method=pending.method,
+                    request_id=request_id,
+                    session_id=self._transport.session_id,
+                )
+            )
+        try:
+            await self._transport.aclose()
+        finally:
+            if self._notify_send is not None:
+                self._notify_send.close()
+            self._state = SessionState.CLOSED
+            self._log.debug("session.state", state="closed")
+
+    def connection_lost(self, reason: str) -> None:
+        """Fail every pending request at once (for transports with one shared channel)."""
+        for request_id, pending in list(self._pending.items()):
+            pending.resolve(
+                error=ConnectionLost(
+                    reason,
+                    method=pending.method,
+                    request_id=request_id,
+                    session_id=self._transport.session_id,
+                )
+            )
+
+    # --- requests -----------------------------------------------------------------------
+
+    def _deadline(self, timeout: float | _Default | None) -> tuple[float, float | None]:
+        value = self._timeouts.request if isinstance(timeout, _Default) else timeout
+        if value is None:
+            return math.inf, None
+        return anyio.current_time() + value, value
+
+    async def request(
+        self,
+        method: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | _Default | None = DEFAULT,
+        progress: ProgressCallback | None = None,
+    ) -> Any:
+        """Send a request once the session is ready; return its JSON ``result``.
+
+        Raises:
+            MCPError: any failure, typed (see :mod:`resilient_mcp._exceptions`).
+        """
+        deadline, per_request = self._deadline(timeout)
+        if self._state is not SessionState.READY:
+            try:
+                await self.wait_ready(deadline)
+            except MCPError as exc:
+                raise exc._with_context(
+                    method=method, request_id=None, session_id=self._transport.session_id
+                ) from exc.__cause__
+        return await self._send_request(
+            method, params, deadline=deadline, timeout=per_request, progress=progress
+        )
+
+    async def _send_request(
+        self,
+        method: str,
+        params: Mapping[str, Any] | None,
+        *,
+        deadline: float,
+        timeout: float | None = None,
+        progress: ProgressCallback | None = None,
+        cancellable: bool = True,
+    ) -> Any:
+        request_id = next(self._ids)
+        message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
+        if progress is not None:
+            params = dict(params or {})
+            params["_meta"] = {**params.get("_meta", {}), "progressToken": request_id}
+        if params is not None:
+            message["params"] = params
+        pending = _Pending(method)
+        pending.progress = progress
+        pending.timeout = timeout
+        self._pending[request_id] = pending
+        self.stats.requests += 1
+        ctx = FailureContext(
+            method=method,
+            request_id=request_id,
+            session_id=self._transport.session_id,
+            session_ready=self._state is SessionState.READY,
+        )
+        started = anyio.current_time()
+        if self._timeouts.max_total is not None:
+            pending.hard_deadline = started + self._timeouts.max_total
+        sending = False
+        try:
+            with anyio.CancelScope(deadline=deadline) as scope:
+                pending.scope = scope
+                sending = True
+                answered = await self._transport.send(message, ctx)
+                if answered and not pending.done:
+                    # Only reachable for a transport that closed the exchange without an
+                    # answer and without raising: still this request's failure alone.
+                    raise ConnectionLost(
+                        "the server closed the exchange without answering", **ctx.context()
+                    )
+                await pending.wait()
+        except MCPError as exc:
+            self._log.debug(
+                "request.failed", method=method, request_id=request_id, error=type(exc).__name__
+            )
+            raise
+        except anyio.get_cancelled_exc_class():
+            # The caller gave up. Tell the server, without delaying the cancellation.
+            if cancellable and sending:
+                self._cancel_on_server(request_id, "cancelled by the client")
+            raise
+        finally:
+            del self._pending[request_id]
+        if scope.cancelled_caught and not pending.done:
+            if cancellable:
+                self._cancel_on_server(request_id, "request timed out")
+            self._log.debug("request.timeout", method=method, request_id=request_id)
+            raise RequestTimeout(
+                f"no answer within {timeout if timeout is not None else 'the deadline'} s",
+                execution=Execution.MAYBE,
+                **ctx.context(),
+            )
+        if pending.error is not None:
+            error = pending.error
+            if not isinstance(error, MCPError):
+                error = (
+                    classify_rpc_error(error, ctx)
+                    if isinstance(error, Mapping)
+                    else (
+                        MalformedMessage(f"invalid error member: {error!r}"[:200], **ctx.context())
+                    )
+                )
+            self._log.debug(
+                "request.error", method=method, request_id=request_id, error=type(error).__name__
+            )
+            raise error
+        self._log.debug(
+            "request.ok",
+            method=method,
+            request_id=request_id,
+            attempt=1,
+            elapsed_ms=round((anyio.current_time() - started) * 1000, 3),
+        )
+        return pending.result
+
+    def _cancel_on_server(self, request_id: int, reason: str) -> None:
+        if self._task_group is None or self._state is not SessionState.READY:
+            return
+        self._task_group.start_soon(self._send_cancelled, request_id, reason)
+
+    async def _send_cancelled(self, request_id: int, reason: str) -> None:
+        with anyio.move_on_after(self._timeouts.close):
+            try:
+                await self.notify(
+                    "notifications/cancelled", {"requestId": request_id, "reason": reason}
+                )
+            except MCPError as exc:
+                self._log.debug("cancel.not_delivered", request_id=request_id, error=repr(exc))
+
+    async def notify(self, method: str, params: Mapping[str, Any] | None) -> None:
+        """Send a notification and wait until the transport confirmed its delivery.
+
+        Raises:
+            MCPError: it was not delivered.
+        """
+        message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+        if params is not None:
+            message["params"] = params
+        ctx = FailureContext(
+            method=method,
+            session_id=self._transport.session_id,
+            session_ready=self._state is SessionState.READY,
+        )
+        await self._transport.send(message, ctx)
+
+    # --- incoming ---------------------------------------------------------------------------
+
+    def _on_message(self, message: Any) -> None:
+        """Route one message from the server. Never blocks, never raises."""
+        if not isinstance(message, dict):
+            self._log.warning("message.malformed", kind=type(message).__name__)
+            return
+        method = message.get("method")
+        if isinstance(method, str):
+            if "id" in message:
+                if self._task_group is not None:
+                    self._task_group.start_soon(self._answer_server_request, message)
+            else:
+                self._on_notification(method, message.get("params") or {})
+            return
+        request_id = message.get("id")
+        pending = self._pending.get(request_id) if isinstance(request_id, int) else None
+        if pending is None:
+            self.stats.unknown_responses += 1
+            self._log.warning("response.unknown_id", request_id=repr(request_id)[:80])
+            return
+        if "error" in message:
+            pending.resolve(error=message["error"])
+        elif "result" in message:
+            pending.resolve(result=message["result"])
+        else:
+            pending.resolve(
+                error=MalformedMessage(
+                    "response has neither result nor error",
+                    method=pending.method,
+                    request_id=request_id,
+                )
+            )
+
+    def _on_notification(self, method: str, params: Any) -> None:
+        if not isinstance(params, Mapping):
+            self._log.warning("notification.malformed", method=method)
+            return
+        if method == "notifications/progress":
+            self._on_progress(params)
+        for listener in self._notification_listeners:
+            listener(method, params)
+        if self._notify_send is None:
+            return
+        try:
+            self._notify_send.send_nowait((method, params))
+        except anyio.WouldBlock:
+            self.stats.dropped_notifications += 1
+            self._log.warning("notification.dropped", method=method, reason="handlers too slow")
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            pass
+
+    def _on_progress(self, params: Mapping[str, Any]) -> None:
+        token = params.get("progressToken")
+        pending = self._pending.get(token) if isinstance(token, int) else None
+        if pending is None:
+            return
+        if (
+            self._timeouts.reset_on_progress
+            and pending.scope is not None
+            and pending.timeout is not None
+        ):
+            pending.scope.deadline = min(
+                anyio.current_time() + pending.timeout, pending.hard_deadline
+            )
+
+    async def _notification_worker(
+        self, receive: MemoryObjectReceiveStream[tuple[str, Mapping[str, Any]]]
+    ) -> None:
+        # One worker, so handlers see notifications in the order the server sent them
+        # (progress must not go backwards), and a slow handler never blocks the reader.
+        async with receive:
+            async for method, params in receive:
+                try:
+                    await self._handle_notification(method, params)
+                except Exception as exc:  # a user handler's bug must not kill the session
+                    self._log.error("handler.failed", method=method, error=repr(exc))
+
+    async def _handle_notification(self, method: str, params: Mapping[str, Any]) -> None:
+        handlers = self._handlers
+        if method == "notifications/progress":
+            token = params.get("progressToken")
+            pending = self._pending.get(token) if isinstance(token, int) else None
+            if pending is not None and pending.progress is not None:
+                await pending.progress(Progress.model_validate(params))
+        elif method == "notifications/message" and handlers.log is not None:
+            await handlers.log(LoggingMessage.model_validate(params))
+        if handlers.notification is not None:
+            await handlers.notification(method, params)
+
+    async def _answer_server_request(self, message: dict[str, Any]) -> None:
+        request_id = message["id"]
+        method = message["method"]
+        params = message.get("params") or {}
+        response: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id}
+        try:
+            response["result"] = await self._serve(method, params)
+        except _RPCFailure as failure:
+            response["error"] = {"code": failure.code, "message": failure.message}
+        except pydantic.ValidationError as exc:
+            response["error"] = {"code": _INVALID_PARAMS, "message": f"invalid params: {exc}"}
+        except Exception as exc:  # the handler's failure is the server's answer, not ours
+            self._log.warning("handler.failed", method=method, error=repr(exc))
+            response["error"] = {"code": _INTERNAL_ERROR, "message": str(exc) or type(exc).__name__}
+        try:
+            await self._transport.send(
+                response,
+                FailureContext(method=method, session_id=self._transport.session_id),
+            )
+        except MCPError as exc:
+            self._log.warning("response.not_delivered", method=method, error=repr(exc))
+
+    async def _serve(self, method: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        handlers = self._handlers
+        if method == "ping":
+            return {}
+        if method == "roots/list" and handlers.roots is not None:
+            roots = await handlers.roots()
+            return {"roots": [r.model_dump(exclude_none=True) for r in roots]}
+        if method == "sampling/createMessage" and handlers.sampling is not None:
+            sampled = await handlers.sampling(CreateMessageRequestParams.model_validate(params))
+            return sampled.model_dump(exclude_none=True)
+        if method == "elicitation/create" and handlers.elicitation is not None:
+            answer = await handlers.elicitation(ElicitRequestParams.model_validate(params))
+            return answer.model_dump(exclude_none=True)
+        raise _RPCFailure(_METHOD_NOT_FOUND, f"Method not found: {method}")
+
+
+class _RPCFailure(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message

@@ -1,0 +1,128 @@
+"""A bounded Server-Sent Events decoder: a pure state machine over bytes.
+
+Follows the WHATWG "event stream interpretation" rules
+(https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation):
+lines end in CRLF, LF or CR; ``data`` lines accumulate with ``\\n``; an ``id`` containing
+NUL is ignored; ``retry`` takes only ASCII digits; an event with an empty data buffer is
+not dispatched, but its ``id`` still updates the last event id (that is how MCP servers
+send "priming" events). Unlike a browser we refuse to buffer without bound: a line or an
+event larger than ``max_event_size`` raises :class:`SSEEventTooLarge` so that a hostile
+or broken server cannot exhaust memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from httpx_sse import ServerSentEvent
+
+__all__ = ["SSEDecoder", "SSEEventTooLarge"]
+
+
+class SSEEventTooLarge(Exception):
+    """An SSE line or event exceeded the decoder's size limit."""
+
+
+class SSEDecoder:
+    """Feed bytes with :meth:`feed`; get complete events back.
+
+    Attributes:
+        last_event_id: the last event id seen (``Last-Event-ID`` to resume with).
+        retry: the reconnection time in milliseconds the server asked for, if any.
+    """
+
+    __slots__ = (
+        "_buffer",
+        "_data",
+        "_data_size",
+        "_event",
+        "_id",
+        "_max",
+        "_pending_cr",
+        "last_event_id",
+        "retry",
+    )
+
+    def __init__(self, max_event_size: int) -> None:
+        self._max = max_event_size
+        self._buffer = bytearray()
+        self._pending_cr = False
+        self._data: list[str] = []
+        self._data_size = 0
+        self._event = ""
+        self._id: str | None = None
+        self.last_event_id: str | None = None
+        self.retry: int | None = None
+
+    def feed(self, chunk: bytes) -> Iterator[ServerSentEvent]:
+        """Decode one chunk; yields every event it completes.
+
+        Raises:
+            SSEEventTooLarge: a line or event is larger than ``max_event_size``.
+        """
+        if self._pending_cr and chunk.startswith(b"\n"):
+            # The CR that ended the previous chunk and this LF are one line ending.
+            chunk = chunk[1:]
+        self._pending_cr = False
+        self._buffer += chunk
+        while True:
+            cr = self._buffer.find(b"\r")
+            lf = self._buffer.find(b"\n")
+            if cr == -1 and lf == -1:
+                break
+            if cr == -1 or (lf != -1 and lf < cr):
+                end, skip = lf, 1
+            elif cr + 1 < len(self._buffer):
+                end, skip = cr, 2 if self._buffer[cr + 1] == 0x0A else 1
+            else:
+                # A CR at the very end: the line is complete, but an LF may follow.
+                end, skip = cr, 1
+                self._pending_cr = True
+            line = bytes(self._buffer[:end])
+            del self._buffer[: end + skip]
+            event = self._line(line.decode("utf-8", errors="replace"))
+            if event is not None:
+                yield event
+        if len(self._buffer) > self._max:
+            raise SSEEventTooLarge(f"SSE line longer than {self._max} bytes")
+
+    def _line(self, line: str) -> ServerSentEvent | None:
+        if not line:
+            return self._dispatch()
+        if line.startswith(":"):
+            return None
+        name, sep, value = line.partition(":")
+        if sep and value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            self._data_size += len(value) + 1
+            if self._data_size > self._max:
+                raise SSEEventTooLarge(f"SSE event larger than {self._max} bytes")
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        elif name == "id":
+            if "\0" not in value:
+                self._id = value
+        elif name == "retry" and value.isascii() and value.isdigit():
+            self.retry = int(value)
+        # Unknown field names are ignored, as the spec requires.
+        return None
+
+    def _dispatch(self) -> ServerSentEvent | None:
+        if self._id is not None:
+            self.last_event_id = self._id
+            self._id = None
+        if not self._data:
+            self._event = ""
+            return None
+        event = ServerSentEvent(
+            event=self._event or "message",
+            data="\n".join(self._data),
+            id=self.last_event_id or "",
+            retry=self.retry,
+        )
+        self._data = []
+        self._data_size = 0
+        self._event = ""
+        return event
