@@ -118,6 +118,7 @@ class Client:
         self._task_group: anyio.abc.TaskGroup | None = None
         self._tools: dict[str, Tool] | None = None
         self._tools_version = 0
+        self._tools_lock = anyio.Lock()
 
     def __repr__(self) -> str:
         return f"<Client {redact_url(self._url)} {self._session!r}>"
@@ -166,7 +167,9 @@ class Client:
         finally:
             task_group.cancel_scope.cancel()
             try:
-                await task_group.__aexit__(exc_type, exc, tb)
+                # The caller's own exception (if any) propagates by itself once we return;
+                # handing it to the task group would only wrap it in an ExceptionGroup.
+                await task_group.__aexit__(None, None, None)
             except BaseExceptionGroup as group:
                 # Background workers are written not to fail; if one did anyway, do not
                 # hand the caller a raw ExceptionGroup.
@@ -323,13 +326,17 @@ class Client:
         """
         if self._tools is not None:
             return list(self._tools.values())
-        version = self._tools_version
-        raw = await self._paginate("tools/list", "tools", timeout)
-        tools = self._validate_list(Tool, "tools/list", raw)
-        if version == self._tools_version:
-            # Only cache if no list_changed arrived while we were fetching.
-            self._tools = {tool.name: tool for tool in tools}
-        return tools
+        # Single flight: a burst of first calls must not fetch the catalog once each.
+        async with self._tools_lock:
+            if self._tools is not None:
+                return list(self._tools.values())
+            version = self._tools_version
+            raw = await self._paginate("tools/list", "tools", timeout)
+            tools = self._validate_list(Tool, "tools/list", raw)
+            if version == self._tools_version:
+                # Only cache if no list_changed arrived while we were fetching.
+                self._tools = {tool.name: tool for tool in tools}
+            return tools
 
     async def call_tool(
         self,

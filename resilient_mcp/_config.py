@@ -64,13 +64,22 @@ class Limits:
             one fails the request it belongs to with :class:`~resilient_mcp.MessageTooLarge`.
         max_pending_notifications: server notifications buffered for the handlers; past
             this, new ones are dropped with a warning in the log.
+        max_connections: HTTP exchanges in flight at once (and the size of the
+            connection pool the client creates). Callers beyond it wait their turn in
+            FIFO order. Also applied when you pass your own ``http_client``.
     """
 
     max_queued: int = 1024
     max_message_size: int = 16 * 1024 * 1024
     max_pending_notifications: int = 1024
+    max_connections: int = 16
 
     def __post_init__(self) -> None:
-        for name in ("max_queued", "max_message_size", "max_pending_notifications"):
+        for name in (
+            "max_queued",
+            "max_message_size",
+            "max_pending_notifications",
+            "max_connections",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"Limits.{name} must be at least 1")

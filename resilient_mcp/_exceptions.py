@@ -119,6 +119,13 @@ class MCPError(Exception):
         self.session_id = session_id
         self.execution = execution if execution is not None else self.default_execution
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Subclasses take required keyword-only arguments, which the default exception
+        # pickling (``cls(*args)``) cannot pass: rebuild from the attributes instead.
+        # This also makes ``copy.copy`` work, which the gate uses to give every parked
+        # request its own error object.
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
     def _with_context(
         self,
         *,
@@ -150,6 +157,13 @@ class MCPError(Exception):
             f"{type(self).__name__}({self.message!r}, method={self.method!r}, "
             f"request_id={self.request_id!r}, execution={self.execution.value!r})"
         )
+
+
+def _rebuild(cls: type[MCPError], args: tuple[Any, ...], state: dict[str, Any]) -> MCPError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 # --- transport ------------------------------------------------------------------------

@@ -12,12 +12,30 @@ errors, never invent them.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import suppress
 from typing import Any
 
 __all__ = ["validate"]
 
 _MAX_ERRORS = 5
 _MAX_DEPTH = 64
+# Schema/value pairs visited per validation. Recursive ``$ref``\ s under ``anyOf``/``oneOf``
+# can otherwise make the work exponential in the depth of the value.
+_MAX_STEPS = 100_000
+
+
+class _GiveUp(Exception):
+    """Too deep or too much work: stop, keeping only the errors already certain."""
+
+
+class _Walk:
+    """The state of one :func:`validate` call: the root schema and the work done so far."""
+
+    __slots__ = ("root", "steps")
+
+    def __init__(self, root: Mapping[str, Any]) -> None:
+        self.root = root
+        self.steps = 0
 
 
 def _type_ok(value: Any, kind: str) -> bool:
@@ -43,9 +61,28 @@ def _type_ok(value: Any, kind: str) -> bool:
 def validate(value: Any, schema: Any) -> list[str]:
     """Return the ways ``value`` breaks ``schema`` (empty list: it conforms)."""
     errors: list[str] = []
-    root = schema if isinstance(schema, Mapping) else {}
-    _check(value, schema, root, "$", errors, 0)
+    walk = _Walk(schema if isinstance(schema, Mapping) else {})
+    # A check cut short could make ``not``/``oneOf`` report errors that are not real, so
+    # we stop instead; everything already in ``errors`` was decided by complete checks.
+    with suppress(_GiveUp):
+        _check(value, schema, walk, "$", errors, 0)
     return errors[:_MAX_ERRORS]
+
+
+def _json_equal(a: Any, b: Any) -> bool:
+    """JSON equality: like ``==``, but ``true``/``false`` never equal ``1``/``0``."""
+    if a != b:
+        return False
+    stack = [(a, b)]
+    while stack:  # iterative: ``==`` already recursed, and values may be deep
+        x, y = stack.pop()
+        if isinstance(x, bool) != isinstance(y, bool):
+            return False
+        if isinstance(x, dict) and isinstance(y, dict):
+            stack.extend((x[key], y[key]) for key in x)
+        elif isinstance(x, list) and isinstance(y, list):
+            stack.extend(zip(x, y, strict=True))
+    return True
 
 
 def _resolve(ref: str, root: Mapping[str, Any]) -> Any:
@@ -62,20 +99,21 @@ def _resolve(ref: str, root: Mapping[str, Any]) -> Any:
     return node
 
 
-def _check(
-    value: Any, schema: Any, root: Mapping[str, Any], path: str, errors: list[str], depth: int
-) -> None:
-    if len(errors) >= _MAX_ERRORS or depth > _MAX_DEPTH:
+def _check(value: Any, schema: Any, walk: _Walk, path: str, errors: list[str], depth: int) -> None:
+    if len(errors) >= _MAX_ERRORS:
         return
+    walk.steps += 1
+    if depth > _MAX_DEPTH or walk.steps > _MAX_STEPS:
+        raise _GiveUp
     if schema is False:
         errors.append(f"{path}: no value is allowed here")
         return
     if not isinstance(schema, Mapping):
         return
     if isinstance(schema.get("$ref"), str):
-        target = _resolve(schema["$ref"], root)
+        target = _resolve(schema["$ref"], walk.root)
         if target is not None:
-            _check(value, target, root, path, errors, depth + 1)
+            _check(value, target, walk, path, errors, depth + 1)
     kind = schema.get("type")
     if isinstance(kind, str) and not _type_ok(value, kind):
         errors.append(f"{path}: expected {kind}, got {type(value).__name__}")
@@ -83,9 +121,13 @@ def _check(
     if isinstance(kind, list) and not any(_type_ok(value, k) for k in kind if isinstance(k, str)):
         errors.append(f"{path}: expected one of {kind}, got {type(value).__name__}")
         return
-    if "enum" in schema and isinstance(schema["enum"], list) and value not in schema["enum"]:
+    if (
+        "enum" in schema
+        and isinstance(schema["enum"], list)
+        and not any(_json_equal(value, option) for option in schema["enum"])
+    ):
         errors.append(f"{path}: {value!r} is not one of {schema['enum']!r}")
-    if "const" in schema and value != schema["const"]:
+    if "const" in schema and not _json_equal(value, schema["const"]):
         errors.append(f"{path}: expected {schema['const']!r}")
     for key in ("allOf", "anyOf", "oneOf"):
         options = schema.get(key)
@@ -94,7 +136,7 @@ def _check(
         results = []
         for option in options:
             sub: list[str] = []
-            _check(value, option, root, path, sub, depth + 1)
+            _check(value, option, walk, path, sub, depth + 1)
             results.append(sub)
         passed = sum(1 for r in results if not r)
         if key == "allOf":
@@ -106,13 +148,13 @@ def _check(
             errors.append(f"{path}: matches {passed} of oneOf, expected exactly 1")
     if "not" in schema:
         sub = []
-        _check(value, schema["not"], root, path, sub, depth + 1)
+        _check(value, schema["not"], walk, path, sub, depth + 1)
         if not sub:
             errors.append(f"{path}: must not match 'not' schema")
     if isinstance(value, dict):
-        _check_object(value, schema, root, path, errors, depth)
+        _check_object(value, schema, walk, path, errors, depth)
     elif isinstance(value, list):
-        _check_array(value, schema, root, path, errors, depth)
+        _check_array(value, schema, walk, path, errors, depth)
     elif isinstance(value, str):
         if isinstance(schema.get("minLength"), int) and len(value) < schema["minLength"]:
             errors.append(f"{path}: shorter than {schema['minLength']}")
@@ -136,7 +178,7 @@ def _check(
 def _check_object(
     value: dict[str, Any],
     schema: Mapping[str, Any],
-    root: Mapping[str, Any],
+    walk: _Walk,
     path: str,
     errors: list[str],
     depth: int,
@@ -149,19 +191,22 @@ def _check_object(
             if isinstance(name, str) and name not in value:
                 errors.append(f"{path}: missing required property {name!r}")
     additional = schema.get("additionalProperties", True)
+    if "patternProperties" in schema:
+        # Not evaluated here, so we cannot tell which properties are "additional".
+        additional = True
     for name, item in value.items():
         if name in properties:
-            _check(item, properties[name], root, f"{path}.{name}", errors, depth + 1)
+            _check(item, properties[name], walk, f"{path}.{name}", errors, depth + 1)
         elif additional is False:
             errors.append(f"{path}: unexpected property {name!r}")
         elif isinstance(additional, Mapping):
-            _check(item, additional, root, f"{path}.{name}", errors, depth + 1)
+            _check(item, additional, walk, f"{path}.{name}", errors, depth + 1)
 
 
 def _check_array(
     value: list[Any],
     schema: Mapping[str, Any],
-    root: Mapping[str, Any],
+    walk: _Walk,
     path: str,
     errors: list[str],
     depth: int,
@@ -174,9 +219,9 @@ def _check_array(
     start = 0
     if isinstance(prefix, list):
         for index, (item, sub) in enumerate(zip(value, prefix, strict=False)):
-            _check(item, sub, root, f"{path}[{index}]", errors, depth + 1)
+            _check(item, sub, walk, f"{path}[{index}]", errors, depth + 1)
         start = len(prefix)
     items = schema.get("items")
     if isinstance(items, Mapping | bool):
         for index in range(start, len(value)):
-            _check(value[index], items, root, f"{path}[{index}]", errors, depth + 1)
+            _check(value[index], items, walk, f"{path}[{index}]", errors, depth + 1)

@@ -303,6 +303,7 @@ class Session:
                 # Each waiter raises its own copy: one exception object raised in many
                 # tasks would collect a mixed-up traceback.
                 waiter.error = copy.copy(error)
+                waiter.error.__cause__ = error.__cause__
                 waiter.error.execution = Execution.NOT_EXECUTED
                 waiter.error.request_id = None
             waiter.event.set()
@@ -326,6 +327,11 @@ class Session:
             )
         except MCPError as exc:
             error = exc
+        except Exception as exc:
+            # Never let a surprise kill the task group: the parked requests get a typed
+            # error instead of a hang or a cancellation.
+            error = HandshakeError(f"handshake failed unexpectedly: {exc!r}", method="initialize")
+            error.__cause__ = exc
         finally:
             self._handshaking = False
         if self._state in (SessionState.CLOSING, SessionState.CLOSED):
@@ -454,6 +460,8 @@ class Session:
             try:
                 await self.wait_ready(deadline)
             except MCPError as exc:
+                # The error is this call's now: it was never sent.
+                exc.method = method
                 raise exc._with_context(
                     method=method, request_id=None, session_id=self._transport.session_id
                 ) from exc.__cause__

@@ -2,21 +2,28 @@
 
 Follows the WHATWG "event stream interpretation" rules
 (https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation):
-lines end in CRLF, LF or CR; ``data`` lines accumulate with ``\\n``; an ``id`` containing
-NUL is ignored; ``retry`` takes only ASCII digits; an event with an empty data buffer is
-not dispatched, but its ``id`` still updates the last event id (that is how MCP servers
-send "priming" events). Unlike a browser we refuse to buffer without bound: a line or an
-event larger than ``max_event_size`` raises :class:`SSEEventTooLarge` so that a hostile
-or broken server cannot exhaust memory.
+a leading byte order mark is skipped; lines end in CRLF, LF or CR (split on bytes, then
+decoded, so a character cut between chunks survives); ``data`` lines accumulate with
+``\\n``; an ``id`` containing NUL is ignored; ``retry`` takes only ASCII digits; an event
+with an empty data buffer is not dispatched, but its ``id`` still updates the last event
+id (that is how MCP servers send "priming" events). Unlike a browser we refuse to buffer
+without bound: a line or an event larger than ``max_event_size`` raises
+:class:`SSEEventTooLarge` so that a hostile or broken server cannot exhaust memory.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 from httpx_sse import ServerSentEvent
 
 __all__ = ["SSEDecoder", "SSEEventTooLarge"]
+
+_LINE_END = re.compile(rb"\r\n?|\n")
+# Longer ``retry`` values are ignored: ``int()`` refuses more than 4300 digits, and no
+# sane reconnection time needs more than 18 (over 30 million years in milliseconds).
+_MAX_RETRY_DIGITS = 18
 
 
 class SSEEventTooLarge(Exception):
@@ -36,6 +43,7 @@ class SSEDecoder:
         "_data",
         "_data_size",
         "_event",
+        "_first_line",
         "_id",
         "_max",
         "_pending_cr",
@@ -47,6 +55,7 @@ class SSEDecoder:
         self._max = max_event_size
         self._buffer = bytearray()
         self._pending_cr = False
+        self._first_line = True
         self._data: list[str] = []
         self._data_size = 0
         self._event = ""
@@ -60,30 +69,33 @@ class SSEDecoder:
         Raises:
             SSEEventTooLarge: a line or event is larger than ``max_event_size``.
         """
-        if self._pending_cr and chunk.startswith(b"\n"):
-            # The CR that ended the previous chunk and this LF are one line ending.
-            chunk = chunk[1:]
-        self._pending_cr = False
+        if self._pending_cr and chunk:
+            if chunk.startswith(b"\n"):
+                # The CR that ended the previous chunk and this LF are one line ending.
+                chunk = chunk[1:]
+            self._pending_cr = False
         self._buffer += chunk
-        while True:
-            cr = self._buffer.find(b"\r")
-            lf = self._buffer.find(b"\n")
-            if cr == -1 and lf == -1:
-                break
-            if cr == -1 or (lf != -1 and lf < cr):
-                end, skip = lf, 1
-            elif cr + 1 < len(self._buffer):
-                end, skip = cr, 2 if self._buffer[cr + 1] == 0x0A else 1
-            else:
+        buffer = self._buffer
+        pos = 0  # start of the next unread line; consumed bytes are deleted before a yield
+        while (match := _LINE_END.search(buffer, pos)) is not None:
+            start, end = match.span()
+            if start - pos > self._max:
+                raise SSEEventTooLarge(f"SSE line longer than {self._max} bytes")
+            if end == len(buffer) and match.group() == b"\r":
                 # A CR at the very end: the line is complete, but an LF may follow.
-                end, skip = cr, 1
                 self._pending_cr = True
-            line = bytes(self._buffer[:end])
-            del self._buffer[: end + skip]
-            event = self._line(line.decode("utf-8", errors="replace"))
+            line = buffer[pos:start].decode("utf-8", errors="replace")
+            pos = end
+            if self._first_line:
+                self._first_line = False
+                line = line.removeprefix("\ufeff")  # a BOM may open the stream
+            event = self._line(line)
             if event is not None:
+                del buffer[:pos]
+                pos = 0
                 yield event
-        if len(self._buffer) > self._max:
+        del buffer[:pos]
+        if len(buffer) > self._max:
             raise SSEEventTooLarge(f"SSE line longer than {self._max} bytes")
 
     def _line(self, line: str) -> ServerSentEvent | None:
@@ -104,7 +116,12 @@ class SSEDecoder:
         elif name == "id":
             if "\0" not in value:
                 self._id = value
-        elif name == "retry" and value.isascii() and value.isdigit():
+        elif (
+            name == "retry"
+            and value.isascii()
+            and value.isdigit()
+            and len(value) <= _MAX_RETRY_DIGITS
+        ):
             self.retry = int(value)
         # Unknown field names are ignored, as the spec requires.
         return None
