@@ -63,6 +63,7 @@ __all__ = [
     "Handlers",
     "Session",
     "SessionState",
+    "SessionStats",
 ]
 
 LATEST_PROTOCOL_VERSION = "2025-11-25"

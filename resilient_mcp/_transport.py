@@ -52,6 +52,7 @@ _ERROR_BODY_LIMIT = 64 * 1024
 _MAX_RESUMES = 2
 # Reconnection delay when the server sent no `retry:` field (the SSE spec leaves it to us).
 _DEFAULT_RETRY_S = 1.0
+_MAX_RETRY_S = 30.0
 _MAX_GET_STREAM_FAILURES = 3
 # How long an answered response stream may stay open before we close it ourselves.
 _DRAIN_GRACE_S = 0.5
@@ -494,7 +495,10 @@ def _answers(message: Any, request_id: Any) -> bool:
 
 
 def _retry_delay(decoder: SSEDecoder) -> float:
-    return decoder.retry / 1000 if decoder.retry is not None else _DEFAULT_RETRY_S
+    # The server's `retry:` is honoured, but a server cannot park us for hours.
+    if decoder.retry is None:
+        return _DEFAULT_RETRY_S
+    return min(decoder.retry / 1000, _MAX_RETRY_S)
 
 
 def _nowhere(message: Any) -> None:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 __all__ = [
     "Annotations",
+    "AnyResourceContents",
     "AudioContent",
     "BlobResourceContents",
     "CallToolResult",
@@ -159,6 +160,7 @@ AnyResourceContents = Annotated[
     Annotated[TextResourceContents, Tag("text")] | Annotated[BlobResourceContents, Tag("blob")],
     Discriminator(_contents_tag),
 ]
+"""Contents of a resource: text or base64 blob, told apart by which field is present."""
 
 
 class EmbeddedResource(_Model):
