@@ -19,7 +19,6 @@ from ._exceptions import (
     ClientClosed,
     Execution,
     MalformedMessage,
-    MCPError,
     ToolOutputError,
     UsageError,
 )
@@ -324,6 +323,7 @@ class Client:
         The list is cached and dropped when the server sends
         ``notifications/tools/list_changed``.
         """
+        self._check_open()  # a closed client refuses, even with the list cached
         if self._tools is not None:
             return list(self._tools.values())
         # Single flight: a burst of first calls must not fetch the catalog once each.
@@ -336,6 +336,8 @@ class Client:
             if version == self._tools_version:
                 # Only cache if no list_changed arrived while we were fetching.
                 self._tools = {tool.name: tool for tool in tools}
+                # A cache is only as good as its invalidation: hear list_changed.
+                await self._session.listen()
             return tools
 
     async def call_tool(
@@ -348,30 +350,22 @@ class Client:
     ) -> CallToolResult:
         """Call a tool and return its result (also when the tool reports ``isError``).
 
-        If the tool declares an ``outputSchema``, ``structuredContent`` is validated
-        against it (the tool list is fetched once if it is not cached yet).
+        If the tool declares an ``outputSchema`` in the tool list this client fetched
+        (:meth:`list_tools`, which agents call first), ``structuredContent`` is validated
+        against it. A call never adds a hidden ``tools/list`` round trip.
 
         Raises:
-            InvalidParams: the server refused the name or the arguments.
+            InvalidParams: the server refused the name or the arguments (the Python SDK
+                reports both as an ``isError`` result instead).
             ToolOutputError: the structured result breaks the tool's output schema.
         """
         params: dict[str, Any] = {"name": name, "arguments": dict(arguments or {})}
         result = await self._typed(CallToolResult, "tools/call", params, timeout, progress)
         if not result.isError:
-            await self._check_output(name, result)
+            self._check_output(name, result)
         return result
 
-    async def _check_output(self, name: str, result: CallToolResult) -> None:
-        if self._tools is None:
-            if self.capabilities is None or self.capabilities.tools is None:
-                return
-            try:
-                await self.list_tools()
-            except MCPError as exc:
-                # Validation is a service on top; a failed listing must not fail a call
-                # that succeeded.
-                self._log.info("tools.list_for_validation_failed", error=repr(exc))
-                return
+    def _check_output(self, name: str, result: CallToolResult) -> None:
         tool = (self._tools or {}).get(name)
         if tool is None or tool.outputSchema is None:
             return
@@ -410,15 +404,21 @@ class Client:
         """Read one resource.
 
         Raises:
-            ResourceNotFound: the server has no resource at ``uri``.
+            ResourceNotFound: the server has no resource at ``uri`` (-32002).
+            InvalidParams: the same from servers that use -32602 for it (the Python SDK).
         """
         return await self._typed(ReadResourceResult, "resources/read", {"uri": uri}, timeout)
 
     async def subscribe_resource(
         self, uri: str, *, timeout: float | _Default | None = DEFAULT
     ) -> None:
-        """Ask for ``notifications/resources/updated`` about ``uri``."""
+        """Ask for ``notifications/resources/updated`` about ``uri``.
+
+        Updates arrive on the server's stream, which this opens; receive them with
+        ``Handlers(notification=...)``.
+        """
         await self.request("resources/subscribe", {"uri": uri}, timeout=timeout)
+        await self._session.listen()
 
     async def unsubscribe_resource(
         self, uri: str, *, timeout: float | _Default | None = DEFAULT
@@ -441,7 +441,8 @@ class Client:
         """Render a prompt with its arguments.
 
         Raises:
-            InvalidParams: unknown prompt or missing required arguments.
+            ServerError: unknown prompt or missing required arguments: usually
+                ``InvalidParams`` (-32602); the Python SDK answers with code 0.
         """
         params: dict[str, Any] = {"name": name}
         if arguments:

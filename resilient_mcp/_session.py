@@ -14,6 +14,7 @@ loop; I/O happens outside it. When the session closes, everything pending fails 
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import enum
 import itertools
@@ -21,7 +22,7 @@ import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import anyio.abc
@@ -70,6 +71,18 @@ LATEST_PROTOCOL_VERSION = "2025-11-25"
 SUPPORTED_PROTOCOL_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05")
 
 ProgressCallback = Callable[[Progress], Awaitable[None]]
+_M = TypeVar("_M")
+
+# A notification for the handler worker; progress carries its request (and so its
+# callback), looked up when the notification arrived: by the time the worker runs, the
+# request may have finished.
+_Queued = tuple[str, Mapping[str, Any], "_Pending | None"]
+
+# Set while the worker runs a notification handler: a request made from inside a handler
+# must not wait for the (busy) worker to run its own progress callbacks.
+_in_handler: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "resilient_mcp_in_handler", default=False
+)
 
 # JSON-RPC error codes we send.
 _METHOD_NOT_FOUND = -32601
@@ -111,6 +124,13 @@ class Handlers:
     log: Callable[[LoggingMessage], Awaitable[None]] | None = None
     notification: Callable[[str, Mapping[str, Any]], Awaitable[None]] | None = None
 
+    def listens(self) -> bool:
+        """True if any handler would hear what the server sends outside a request."""
+        return any(
+            h is not None
+            for h in (self.sampling, self.elicitation, self.roots, self.log, self.notification)
+        )
+
     def capabilities(self) -> ClientCapabilities:
         return ClientCapabilities(
             sampling={} if self.sampling else None,
@@ -139,6 +159,8 @@ class _Pending:
         "hard_deadline",
         "method",
         "progress",
+        "progress_drained",
+        "progress_queued",
         "result",
         "scope",
         "timeout",
@@ -151,6 +173,8 @@ class _Pending:
         self.error: Any = None  # the JSON-RPC error object, or an MCPError
         self.event: anyio.Event | None = None  # created only if the caller has to wait
         self.progress: ProgressCallback | None = None
+        self.progress_queued = 0  # progress notifications queued for the callback
+        self.progress_drained: anyio.Event | None = None
         self.scope: anyio.CancelScope | None = None
         self.timeout: float | None = None
         self.hard_deadline = math.inf
@@ -168,6 +192,17 @@ class _Pending:
         if not self.done:
             self.event = anyio.Event()
             await self.event.wait()
+
+    def progress_handled(self) -> None:
+        self.progress_queued -= 1
+        if self.progress_queued == 0 and self.progress_drained is not None:
+            self.progress_drained.set()
+
+    async def wait_progress_handled(self) -> None:
+        """Wait until the callback has seen every progress queued for this request."""
+        if self.progress_queued > 0 and not _in_handler.get():
+            self.progress_drained = anyio.Event()
+            await self.progress_drained.wait()
 
 
 @dataclass
@@ -210,8 +245,11 @@ class Session:
         self._last_failure: MCPError | None = None
         self._init: InitializeResult | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
-        self._notify_send: MemoryObjectSendStream[tuple[str, Mapping[str, Any]]] | None = None
+        self._notify_send: MemoryObjectSendStream[_Queued] | None = None
         self._notification_listeners: list[Callable[[str, Mapping[str, Any]], None]] = []
+        # The standalone server->client stream costs the server a connection and work;
+        # it is opened only once someone would hear what comes on it.
+        self._wants_stream = handlers.listens()
         self.stats = SessionStats()
 
     # --- introspection ---------------------------------------------------------------
@@ -234,6 +272,12 @@ class Session:
             f"{len(self._queue)} queued]>"
         )
 
+    async def listen(self) -> None:
+        """Open the server->client stream (now if ready, else once ready). Idempotent."""
+        self._wants_stream = True
+        if self._state is SessionState.READY:
+            await self._transport.start_listening()
+
     def add_notification_listener(self, listener: Callable[[str, Mapping[str, Any]], None]) -> None:
         """Register a synchronous, non-blocking observer of every server notification."""
         self._notification_listeners.append(listener)
@@ -245,7 +289,7 @@ class Session:
         if self._state is not SessionState.NEW or self._task_group is not None:
             raise ClientClosed("a session can be started only once")
         self._task_group = task_group
-        send, receive = anyio.create_memory_object_stream[tuple[str, Mapping[str, Any]]](
+        send, receive = anyio.create_memory_object_stream[_Queued](
             self._limits.max_pending_notifications
         )
         self._notify_send = send
@@ -356,7 +400,8 @@ class Session:
             time_to_ready_ms=round(self.stats.time_to_ready * 1000, 2),
         )
         self._release(None)
-        await self._transport.start_listening()
+        if self._wants_stream:
+            await self._transport.start_listening()
 
     async def _handshake(self) -> None:
         params = {
@@ -415,6 +460,10 @@ class Session:
                     session_id=self._transport.session_id,
                 )
             )
+            # The caller may be inside the transport (reading its response): stop it now,
+            # before ending the session turns its wait into some other failure.
+            if pending.scope is not None:
+                pending.scope.cancel()
         try:
             await self._transport.aclose()
         finally:
@@ -518,6 +567,8 @@ class Session:
             self._log.debug(
                 "request.failed", method=method, request_id=request_id, error=type(exc).__name__
             )
+            if isinstance(pending.error, RequestCancelled):
+                raise pending.error from exc  # closing the client is what ended it
             raise
         except anyio.get_cancelled_exc_class():
             # The caller gave up. Tell the server, without delaying the cancellation.
@@ -526,6 +577,10 @@ class Session:
             raise
         finally:
             del self._pending[request_id]
+        if pending.done and not isinstance(pending.error, MCPError):
+            # Progress that came before the answer reaches the callback before the caller
+            # sees the answer (as if handled inline, yet without blocking the reader).
+            await pending.wait_progress_handled()
         if scope.cancelled_caught and not pending.done:
             if cancellable:
                 self._cancel_on_server(request_id, "request timed out")
@@ -626,25 +681,30 @@ class Session:
         if not isinstance(params, Mapping):
             self._log.warning("notification.malformed", method=method)
             return
-        if method == "notifications/progress":
-            self._on_progress(params)
+        progress = self._on_progress(params) if method == "notifications/progress" else None
         for listener in self._notification_listeners:
             listener(method, params)
         if self._notify_send is None:
             return
+        if progress is not None:
+            progress.progress_queued += 1
         try:
-            self._notify_send.send_nowait((method, params))
+            self._notify_send.send_nowait((method, params, progress))
         except anyio.WouldBlock:
             self.stats.dropped_notifications += 1
             self._log.warning("notification.dropped", method=method, reason="handlers too slow")
+            if progress is not None:
+                progress.progress_handled()
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            pass
+            if progress is not None:
+                progress.progress_handled()
 
-    def _on_progress(self, params: Mapping[str, Any]) -> None:
+    def _on_progress(self, params: Mapping[str, Any]) -> _Pending | None:
+        """Extend the request's deadline if configured; return it if it has a callback."""
         token = params.get("progressToken")
         pending = self._pending.get(token) if isinstance(token, int) else None
         if pending is None:
-            return
+            return None
         if (
             self._timeouts.reset_on_progress
             and pending.scope is not None
@@ -653,30 +713,59 @@ class Session:
             pending.scope.deadline = min(
                 anyio.current_time() + pending.timeout, pending.hard_deadline
             )
+        return pending if pending.progress is not None else None
 
-    async def _notification_worker(
-        self, receive: MemoryObjectReceiveStream[tuple[str, Mapping[str, Any]]]
-    ) -> None:
+    async def _notification_worker(self, receive: MemoryObjectReceiveStream[_Queued]) -> None:
         # One worker, so handlers see notifications in the order the server sent them
         # (progress must not go backwards), and a slow handler never blocks the reader.
+        _in_handler.set(True)
         async with receive:
-            async for method, params in receive:
-                try:
-                    await self._handle_notification(method, params)
-                except Exception as exc:  # a user handler's bug must not kill the session
-                    self._log.error("handler.failed", method=method, error=repr(exc))
+            try:
+                async for method, params, pending in receive:
+                    try:
+                        await self._handle_notification(method, params, pending)
+                    finally:
+                        if pending is not None:
+                            pending.progress_handled()
+            finally:
+                # Stopped (the client is closing): nothing left will be handled, so no
+                # request may keep waiting for it.
+                while True:
+                    try:
+                        *_, pending = receive.receive_nowait()
+                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        break
+                    if pending is not None:
+                        pending.progress_handled()
 
-    async def _handle_notification(self, method: str, params: Mapping[str, Any]) -> None:
+    async def _handle_notification(
+        self, method: str, params: Mapping[str, Any], pending: _Pending | None = None
+    ) -> None:
         handlers = self._handlers
+        # Each handler is isolated: one's bug neither kills the session nor hides the
+        # notification from the others (the generic handler sees *every* notification).
         if method == "notifications/progress":
-            token = params.get("progressToken")
-            pending = self._pending.get(token) if isinstance(token, int) else None
             if pending is not None and pending.progress is not None:
-                await pending.progress(Progress.model_validate(params))
+                await self._run_handler(
+                    method, pending.progress, lambda: Progress.model_validate(params)
+                )
         elif method == "notifications/message" and handlers.log is not None:
-            await handlers.log(LoggingMessage.model_validate(params))
+            await self._run_handler(
+                method, handlers.log, lambda: LoggingMessage.model_validate(params)
+            )
         if handlers.notification is not None:
-            await handlers.notification(method, params)
+            try:
+                await handlers.notification(method, params)
+            except Exception as exc:
+                self._log.error("handler.failed", method=method, error=repr(exc))
+
+    async def _run_handler(
+        self, method: str, handler: Callable[[_M], Awaitable[None]], parse: Callable[[], _M]
+    ) -> None:
+        try:
+            await handler(parse())
+        except Exception as exc:  # a user handler's bug (or bad params) must not kill us
+            self._log.error("handler.failed", method=method, error=repr(exc))
 
     async def _answer_server_request(self, message: dict[str, Any]) -> None:
         request_id = message["id"]

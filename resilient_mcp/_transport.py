@@ -153,7 +153,8 @@ class StreamableHTTPTransport(Transport):
         limits: Limits,
         logger: Logger,
     ) -> None:
-        self._url = url
+        # Parsed once: httpx re-parses a str URL on every request (~20 us each).
+        self._url = httpx.URL(url)
         self._extra_headers = dict(headers or {})
         self._auth = auth
         self._owns_client = http_client is None
@@ -164,6 +165,7 @@ class StreamableHTTPTransport(Transport):
         self._deliver: Deliver = _nowhere
         self._task_group: anyio.abc.TaskGroup | None = None
         self._listening = False
+        self._closed = False
         # httpcore's pool rescans every queued request against every connection on each
         # change (quadratic): 500 callers on 100 connections spend >90% of their time
         # there. Admitting at most max_connections exchanges at a time keeps its queue
@@ -395,17 +397,18 @@ class StreamableHTTPTransport(Transport):
     # --- the standalone GET stream ------------------------------------------------------
 
     async def start_listening(self) -> None:
-        if self._task_group is None or self._listening:
+        if self._task_group is None or self._listening or self._closed:
             return
         self._listening = True
         self._task_group.start_soon(self._listen)
 
     async def _listen(self) -> None:
-        client = self._require_client()
+        # The client may close before this task first runs (connect, then exit at once).
+        client = self._client
         decoder = SSEDecoder(self._max_size)
         failures = 0
         try:
-            while failures < _MAX_GET_STREAM_FAILURES:
+            while client is not None and not self._closed and failures < _MAX_GET_STREAM_FAILURES:
                 headers = self._headers(_SSE)
                 if decoder.last_event_id is not None:
                     headers["Last-Event-ID"] = decoder.last_event_id
@@ -452,6 +455,7 @@ class StreamableHTTPTransport(Transport):
         self.session_id = None
 
     async def aclose(self) -> None:
+        self._closed = True
         try:
             await self.end_session()
         finally:
