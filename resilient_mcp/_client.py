@@ -134,7 +134,9 @@ class Client:
         try:
             await self._session.start(task_group)
             if self._wait_ready:
-                await self._session.wait_ready(anyio.current_time() + self._timeouts.initialize)
+                # No deadline of our own: the handshake is bounded by Timeouts.initialize
+                # and its error (method "initialize") is the one to raise.
+                await self._session.wait_ready()
             else:
                 self._session._ensure_handshake()
         except BaseException as exc:

@@ -163,6 +163,7 @@ class _Pending:
         "progress_queued",
         "result",
         "scope",
+        "sent",
         "timeout",
     )
 
@@ -173,6 +174,7 @@ class _Pending:
         self.error: Any = None  # the JSON-RPC error object, or an MCPError
         self.event: anyio.Event | None = None  # created only if the caller has to wait
         self.progress: ProgressCallback | None = None
+        self.sent = False  # handed to the network (so the server may have it)
         self.progress_queued = 0  # progress notifications queued for the callback
         self.progress_drained: anyio.Event | None = None
         self.scope: anyio.CancelScope | None = None
@@ -192,6 +194,9 @@ class _Pending:
         if not self.done:
             self.event = anyio.Event()
             await self.event.wait()
+
+    def mark_sent(self) -> None:
+        self.sent = True
 
     def progress_handled(self) -> None:
         self.progress_queued -= 1
@@ -247,6 +252,8 @@ class Session:
         self._task_group: anyio.abc.TaskGroup | None = None
         self._notify_send: MemoryObjectSendStream[_Queued] | None = None
         self._notification_listeners: list[Callable[[str, Mapping[str, Any]], None]] = []
+        # Server->client requests being answered, by id, so the server can cancel them.
+        self._serving: dict[tuple[str, str], anyio.CancelScope] = {}
         # The standalone server->client stream costs the server a connection and work;
         # it is opened only once someone would hear what comes on it.
         self._wants_stream = handlers.listens()
@@ -550,12 +557,10 @@ class Session:
         started = anyio.current_time()
         if self._timeouts.max_total is not None:
             pending.hard_deadline = started + self._timeouts.max_total
-        sending = False
         try:
             with anyio.CancelScope(deadline=deadline) as scope:
                 pending.scope = scope
-                sending = True
-                answered = await self._transport.send(message, ctx)
+                answered = await self._transport.send(message, ctx, on_sent=pending.mark_sent)
                 if answered and not pending.done:
                     # Only reachable for a transport that closed the exchange without an
                     # answer and without raising: still this request's failure alone.
@@ -572,7 +577,8 @@ class Session:
             raise
         except anyio.get_cancelled_exc_class():
             # The caller gave up. Tell the server, without delaying the cancellation.
-            if cancellable and sending:
+            # (Only for a request that went out: the spec forbids naming one that did not.)
+            if cancellable and pending.sent:
                 self._cancel_on_server(request_id, "cancelled by the client")
             raise
         finally:
@@ -582,12 +588,13 @@ class Session:
             # sees the answer (as if handled inline, yet without blocking the reader).
             await pending.wait_progress_handled()
         if scope.cancelled_caught and not pending.done:
-            if cancellable:
+            if cancellable and pending.sent:
                 self._cancel_on_server(request_id, "request timed out")
             self._log.debug("request.timeout", method=method, request_id=request_id)
             raise RequestTimeout(
                 f"no answer within {timeout if timeout is not None else 'the deadline'} s",
-                execution=Execution.MAYBE,
+                # Still waiting for a connection slot: it never left, so it cannot have run.
+                execution=Execution.MAYBE if pending.sent else Execution.NOT_EXECUTED,
                 **ctx.context(),
             )
         if pending.error is not None:
@@ -654,7 +661,11 @@ class Session:
         if isinstance(method, str):
             if "id" in message:
                 if self._task_group is not None:
-                    self._task_group.start_soon(self._answer_server_request, message)
+                    # Registered now, not when the task starts: a cancellation may
+                    # arrive in the very same stream before the task first runs.
+                    scope = anyio.CancelScope()
+                    self._serving[_server_request_key(message["id"])] = scope
+                    self._task_group.start_soon(self._answer_server_request, message, scope)
             else:
                 self._on_notification(method, message.get("params") or {})
             return
@@ -681,6 +692,10 @@ class Session:
         if not isinstance(params, Mapping):
             self._log.warning("notification.malformed", method=method)
             return
+        if method == "notifications/cancelled":
+            scope = self._serving.get(_server_request_key(params.get("requestId")))
+            if scope is not None:
+                scope.cancel()
         progress = self._on_progress(params) if method == "notifications/progress" else None
         for listener in self._notification_listeners:
             listener(method, params)
@@ -767,13 +782,21 @@ class Session:
         except Exception as exc:  # a user handler's bug (or bad params) must not kill us
             self._log.error("handler.failed", method=method, error=repr(exc))
 
-    async def _answer_server_request(self, message: dict[str, Any]) -> None:
+    async def _answer_server_request(
+        self, message: dict[str, Any], scope: anyio.CancelScope
+    ) -> None:
         request_id = message["id"]
         method = message["method"]
         params = message.get("params") or {}
         response: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id}
+        key = _server_request_key(request_id)
         try:
-            response["result"] = await self._serve(method, params)
+            with scope:  # the server may withdraw its request (notifications/cancelled)
+                response["result"] = await self._serve(method, params)
+            if scope.cancelled_caught:
+                # A cancelled request gets no answer (the spec: SHOULD NOT respond).
+                self._log.debug("server_request.cancelled", method=method)
+                return
         except _RPCFailure as failure:
             response["error"] = {"code": failure.code, "message": failure.message}
         except pydantic.ValidationError as exc:
@@ -781,6 +804,8 @@ class Session:
         except Exception as exc:  # the handler's failure is the server's answer, not ours
             self._log.warning("handler.failed", method=method, error=repr(exc))
             response["error"] = {"code": _INTERNAL_ERROR, "message": str(exc) or type(exc).__name__}
+        finally:
+            self._serving.pop(key, None)
         try:
             await self._transport.send(
                 response,
@@ -803,6 +828,11 @@ class Session:
             answer = await handlers.elicitation(ElicitRequestParams.model_validate(params))
             return answer.model_dump(exclude_none=True)
         raise _RPCFailure(_METHOD_NOT_FOUND, f"Method not found: {method}")
+
+
+def _server_request_key(request_id: Any) -> tuple[str, str]:
+    # JSON-RPC ids are strings or numbers and 1 != "1": keep the type in the key.
+    return (type(request_id).__name__, str(request_id))
 
 
 class _RPCFailure(Exception):

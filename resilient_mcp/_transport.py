@@ -113,8 +113,14 @@ class Transport(abc.ABC):
         """Prepare the transport; server messages go to ``deliver``."""
 
     @abc.abstractmethod
-    async def send(self, message: Mapping[str, Any], ctx: FailureContext) -> bool:
-        """Send one message.
+    async def send(
+        self,
+        message: Mapping[str, Any],
+        ctx: FailureContext,
+        *,
+        on_sent: Callable[[], None] | None = None,
+    ) -> bool:
+        """Send one message; ``on_sent`` is called once it is handed to the network.
 
         Returns:
             True if the answer to this request has been delivered already (or can never
@@ -208,7 +214,13 @@ class StreamableHTTPTransport(Transport):
             headers["MCP-Protocol-Version"] = self.protocol_version
         return headers
 
-    async def send(self, message: Mapping[str, Any], ctx: FailureContext) -> bool:
+    async def send(
+        self,
+        message: Mapping[str, Any],
+        ctx: FailureContext,
+        *,
+        on_sent: Callable[[], None] | None = None,
+    ) -> bool:
         client = self._require_client()
         body = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
         headers = self._headers(f"{_JSON}, {_SSE}")
@@ -224,8 +236,12 @@ class StreamableHTTPTransport(Transport):
 
         with map_transport_errors(ctx, sent=was_sent):
             async with self._slots:
-                response = await client.send(request, stream=True, auth=self._auth_arg())
+                # From here on the server may get the request: any failure but a refused
+                # connection (ConnectError, mapped above) leaves its fate unknown.
                 sent = True
+                if on_sent is not None:
+                    on_sent()
+                response = await client.send(request, stream=True, auth=self._auth_arg())
                 try:
                     if message.get("method") == "initialize":
                         self._capture_session_id(response, ctx)
