@@ -68,7 +68,8 @@ class TestClientSideCancellation:
                 ):
                     pass
         assert info.value.method == "initialize"
-        assert server.methods() == ["initialize"]
+        # Only initialize (if the loaded machine even got to post it), never a cancel.
+        assert set(server.methods()) <= {"initialize"}
 
 
 class TestServerSideCancellation:

@@ -231,7 +231,9 @@ class TestGateBookkeeping:
             with pytest.raises(resilient_mcp.RequestTimeout) as info:
                 await client.call_tool("x")
             assert info.value.execution is Execution.NOT_EXECUTED
-            assert server.methods() == ["initialize"]
+            # The call never left the gate (initialize itself may or may not have been
+            # posted yet on a loaded machine: that is the handshake's business).
+            assert "tools/call" not in server.methods()
 
     async def test_client_refuses_use_after_close_and_reuse(self) -> None:
         server = FakeServer()

@@ -222,7 +222,8 @@ class TestInitializeIsNeverCancelled:
                 ):
                     raise AssertionError("connect must not succeed")
         assert info.value.execution is Execution.NOT_EXECUTED
-        assert server.methods() == ["initialize"]
+        # Only initialize (if the loaded machine even got to post it), never a cancel.
+        assert set(server.methods()) <= {"initialize"}
 
     async def test_caller_giving_up_on_connect_sends_no_cancelled(self) -> None:
         server = FakeServer()
@@ -232,7 +233,8 @@ class TestInitializeIsNeverCancelled:
                 async with resilient_mcp.connect(URL, http_client=http):
                     raise AssertionError("connect must not succeed")
         assert scope.cancelled_caught
-        assert server.methods() == ["initialize"]
+        # Only initialize (if the loaded machine even got to post it), never a cancel.
+        assert set(server.methods()) <= {"initialize"}
 
     async def test_parked_call_timing_out_sends_no_cancelled(self) -> None:
         server = FakeServer()
@@ -253,7 +255,8 @@ class TestInitializeIsNeverCancelled:
             with pytest.raises(resilient_mcp.RequestTimeout) as handshake:
                 await client.wait_ready()
             assert handshake.value.execution is Execution.NOT_EXECUTED
-        assert server.methods() == ["initialize"]
+        # Only initialize (if the loaded machine even got to post it), never a cancel.
+        assert set(server.methods()) <= {"initialize"}
 
 
 class TestProgressKeepsCallsAlive:
@@ -272,17 +275,17 @@ class TestProgressKeepsCallsAlive:
         async with (
             serve(StrictServer(json_response=False)) as running,
             resilient_mcp.connect(
-                running.url, timeouts=Timeouts(request=0.25, reset_on_progress=True)
+                running.url, timeouts=Timeouts(request=0.5, reset_on_progress=True)
             ) as client,
         ):
             started = anyio.current_time()
             done = await client.call_tool(
-                "progress", {"steps": 6, "interval": 0.08}, progress=on_progress
+                "progress", {"steps": 8, "interval": 0.1}, progress=on_progress
             )
             elapsed = anyio.current_time() - started
-        assert done.text == "completed 6 steps"
-        assert elapsed > 0.25, "the call outlived its request timeout"
-        assert steps == [1, 2, 3, 4, 5, 6]
+        assert done.text == "completed 8 steps"
+        assert elapsed > 0.5, "the call outlived its request timeout"
+        assert steps == [1, 2, 3, 4, 5, 6, 7, 8]
 
     async def test_without_reset_the_same_call_times_out(self) -> None:
         async def on_progress(progress: Progress) -> None:
@@ -291,12 +294,12 @@ class TestProgressKeepsCallsAlive:
         async with (
             serve(StrictServer(json_response=False)) as running,
             resilient_mcp.connect(
-                running.url, timeouts=Timeouts(request=0.25, reset_on_progress=False)
+                running.url, timeouts=Timeouts(request=0.5, reset_on_progress=False)
             ) as client,
         ):
             with pytest.raises(resilient_mcp.RequestTimeout):
                 await client.call_tool(
-                    "progress", {"steps": 6, "interval": 0.08}, progress=on_progress
+                    "progress", {"steps": 8, "interval": 0.1}, progress=on_progress
                 )
 
     async def test_progress_never_extends_past_max_total(self) -> None:
@@ -345,7 +348,9 @@ class TestProgressKeepsCallsAlive:
             cancelled = await server.next_cancelled()
         assert info.value.execution is Execution.MAYBE
         assert cancelled["requestId"] == info.value.request_id
-        assert 0.4 <= elapsed < 0.4 + 0.2, elapsed
+        # Cut at max_total; the upper bound only has to prove "not for ever" and leaves
+        # room for a loaded CI machine.
+        assert 0.4 <= elapsed < 2.0, elapsed
         assert len(seen) >= 3, "progress kept flowing past the request timeout"
         assert seen == sorted(seen)
 
