@@ -496,7 +496,13 @@ async def measure_connect(
     samples: dict[str, list[float]] = {c.key: [] for c in contenders}
     alive = list(contenders)
     for i in range(settings.connect_warmup + settings.connect_n):
-        for contender in list(alive):
+        # Rotate the order every round: a contender that leaves work behind on the
+        # server (sessions torn down asynchronously, streams closing) must not always
+        # slow down the same neighbour.
+        shift = i % max(1, len(alive))
+        for contender in alive[shift:] + alive[:shift]:
+            if contender not in alive:
+                continue
             start = time.perf_counter()
             try:
                 await _bounded(contender.once())
