@@ -64,15 +64,19 @@ class Limits:
             one fails the request it belongs to with :class:`~resilient_mcp.MessageTooLarge`.
         max_pending_notifications: server notifications buffered for the handlers; past
             this, new ones are dropped with a warning in the log.
-        max_connections: HTTP exchanges in flight at once (and the size of the
-            connection pool the client creates). Callers beyond it wait their turn in
-            FIFO order. Also applied when you pass your own ``http_client``.
+        max_connections: short HTTP exchanges in flight at once (and the connections
+            kept open). Callers beyond it wait their turn in FIFO order. Small is fast:
+            httpcore's pool costs CPU per connection on every request. Also applied
+            when you pass your own ``http_client``.
+        long_request: seconds after which an exchange still in flight stops counting
+            against ``max_connections``, so that slow tool calls never starve the rest.
     """
 
     max_queued: int = 1024
     max_message_size: int = 16 * 1024 * 1024
     max_pending_notifications: int = 1024
-    max_connections: int = 16
+    max_connections: int = 8
+    long_request: float = 1.0
 
     def __post_init__(self) -> None:
         for name in (
@@ -83,3 +87,5 @@ class Limits:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"Limits.{name} must be at least 1")
+        if self.long_request <= 0:
+            raise ValueError(f"Limits.long_request must be positive, got {self.long_request!r}")

@@ -25,6 +25,7 @@ import anyio
 import httpx
 from httpx._client import UseClientDefault
 
+from ._admission import Admission
 from ._classify import FailureContext, classify_http
 from ._config import Limits, Timeouts
 from ._exceptions import (
@@ -54,6 +55,8 @@ _MAX_RESUMES = 2
 _DEFAULT_RETRY_S = 1.0
 _MAX_RETRY_S = 30.0
 _MAX_GET_STREAM_FAILURES = 3
+# Connections our own httpx client may open (admitted exchanges, long ones, GET stream).
+_POOL_CAP = 100
 # How long an answered response stream may stay open before we close it ourselves.
 _DRAIN_GRACE_S = 0.5
 
@@ -174,9 +177,8 @@ class StreamableHTTPTransport(Transport):
         self._closed = False
         # httpcore's pool rescans every queued request against every connection on each
         # change (quadratic): 500 callers on 100 connections spend >90% of their time
-        # there. Admitting at most max_connections exchanges at a time keeps its queue
-        # empty; the rest wait here, in FIFO order, at O(1) cost.
-        self._slots = anyio.Semaphore(limits.max_connections)
+        # there. Few exchanges at a time, the rest queued here at O(1); see _admission.
+        self._admission = Admission(limits.max_connections, long_after=limits.long_request)
         self._max_connections = limits.max_connections
         # Per-request httpx timeouts: connect is bounded here, reading is bounded by the
         # request's own deadline (an SSE response may legitimately be quiet for long).
@@ -194,14 +196,18 @@ class StreamableHTTPTransport(Transport):
     async def open(self, deliver: Deliver, task_group: anyio.abc.TaskGroup) -> None:
         self._deliver = deliver
         self._task_group = task_group
+        task_group.start_soon(self._admission.run)
         if self._client is None:
-            # +1: the standalone GET stream holds a connection of its own.
-            pool = self._max_connections + 1
             self._client = httpx.AsyncClient(
                 verify=_shared_ssl_context(),
                 timeout=self._http_timeout,
                 follow_redirects=False,
-                limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
+                limits=httpx.Limits(
+                    # Room for long exchanges (which stop counting against the admission
+                    # limit) and the GET stream; only the admitted ones stay pooled.
+                    max_connections=max(_POOL_CAP, self._max_connections + 1),
+                    max_keepalive_connections=self._max_connections + 1,
+                ),
             )
 
     # --- sending ---------------------------------------------------------------------
@@ -235,7 +241,7 @@ class StreamableHTTPTransport(Transport):
             return sent
 
         with map_transport_errors(ctx, sent=was_sent):
-            await self._slots.acquire()
+            ticket = await self._admission.acquire()
             stream = _Stream()
             try:
                 # From here on the server may get the request: any failure but a refused
@@ -251,7 +257,7 @@ class StreamableHTTPTransport(Transport):
                 try:
                     await stream.finish()
                 finally:
-                    self._slots.release()
+                    self._admission.release(ticket)
 
     def _capture_session_id(self, response: httpx.Response, ctx: FailureContext) -> None:
         # Only the initialize response defines the session. The Python SDK also puts a
