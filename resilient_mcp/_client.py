@@ -138,9 +138,9 @@ class Client:
                 # and its error (method "initialize") is the one to raise.
                 await self._session.wait_ready()
             else:
-                self._session._ensure_handshake()
+                self._session.start_handshake()
         except BaseException as exc:
-            await self._shutdown(type(exc), exc, exc.__traceback__)
+            await self._shutdown(exc)
             raise
         return self
 
@@ -150,14 +150,9 @@ class Client:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self._shutdown(exc_type, exc, tb)
+        await self._shutdown(exc)
 
-    async def _shutdown(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def _shutdown(self, exc: BaseException | None) -> None:
         self._state = _ClientState.CLOSED
         task_group, self._task_group = self._task_group, None
         if task_group is None:

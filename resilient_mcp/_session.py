@@ -324,7 +324,7 @@ class Session:
         waiter = _Waiter()
         self._queue.append(waiter)
         self.stats.queued_peak = max(self.stats.queued_peak, len(self._queue))
-        self._ensure_handshake()
+        self.start_handshake()
         try:
             with anyio.move_on_after(deadline - anyio.current_time()) as scope:
                 await waiter.event.wait()
@@ -339,7 +339,8 @@ class Session:
         if waiter.error is not None:
             raise waiter.error
 
-    def _ensure_handshake(self) -> None:
+    def start_handshake(self) -> None:
+        """Start a handshake unless the session is ready or one is running (single flight)."""
         if self._handshaking or self._state is not SessionState.NEW:
             return
         if self._task_group is None:
@@ -561,7 +562,11 @@ class Session:
             with anyio.CancelScope(deadline=deadline) as scope:
                 pending.scope = scope
                 answered = await self._transport.send(message, ctx, on_sent=pending.mark_sent)
-                if answered and not pending.done:
+                if not answered:
+                    # Accepted (202): the answer will come on the server->client stream,
+                    # so that stream must be open whoever else is listening.
+                    await self._transport.start_listening()
+                elif not pending.done:
                     # Only reachable for a transport that closed the exchange without an
                     # answer and without raising: still this request's failure alone.
                     raise ConnectionLost(

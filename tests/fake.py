@@ -48,6 +48,8 @@ class FakeServer:
     routes: dict[str, Responder] = field(default_factory=dict)
     received: list[dict[str, Any]] = field(default_factory=list)
     requests: list[httpx.Request] = field(default_factory=list)
+    get_stream: Callable[[httpx.Request], httpx.Response] | None = None
+    """Answers the standalone GET stream (default: 405, no stream)."""
 
     def client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(transport=httpx.MockTransport(self.handle))
@@ -58,7 +60,7 @@ class FakeServer:
     async def handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
         if request.method == "GET":
-            return httpx.Response(405)
+            return self.get_stream(request) if self.get_stream else httpx.Response(405)
         if request.method == "DELETE":
             return httpx.Response(200)
         message = json.loads(request.content)

@@ -34,14 +34,16 @@ class TestAdmission:
         async with anyio.create_task_group() as tg:
             tg.start_soon(admission.run)
             for i in range(3):
+                # One at a time: trio does not start tasks in the order they were spawned.
                 tg.start_soon(wait, i)
-            await anyio.wait_all_tasks_blocked()
+                await anyio.wait_all_tasks_blocked()
             assert order == [], "nobody gets in while both slots are held"
+            # One slot back: the waiters take it in arrival order, each handing it on.
             admission.release(first)
-            admission.release(second)
-            admission.release(second)  # releasing twice gives back one slot only
             await anyio.wait_all_tasks_blocked()
             assert order == [0, 1, 2]
+            admission.release(second)
+            admission.release(second)  # releasing twice gives back one slot only
             tg.cancel_scope.cancel()
         assert "free=2" in repr(admission)
 

@@ -115,3 +115,29 @@ class TestServerSideCancellation:
                 await handler_cancelled.wait()
         answers = [m for m in server.received if m.get("id") == "s1"]
         assert answers == [], "a withdrawn request gets no answer"
+
+
+class TestAcceptedRequests:
+    """A request answered 202 gets its answer on the server's stream, which is opened for it."""
+
+    async def test_answer_arrives_on_the_get_stream(self) -> None:
+        server = FakeServer()
+        accepted: list[dict[str, Any]] = []
+
+        def accept(message: dict[str, Any]) -> httpx.Response:
+            accepted.append(message)
+            return httpx.Response(202)
+
+        def stream(request: httpx.Request) -> httpx.Response:
+            answer = result(accepted[-1], {"content": [{"type": "text", "text": "later"}]})
+            return sse_response(f"data: {json.dumps(answer)}")
+
+        server.routes["tools/call"] = accept
+        server.get_stream = stream
+        async with (
+            server.client() as http,
+            resilient_mcp.connect("http://127.0.0.1:1/mcp", http_client=http) as client,
+        ):
+            with anyio.fail_after(5):
+                assert (await client.call_tool("deferred")).text == "later"
+        assert [r.method for r in server.requests].count("GET") >= 1
