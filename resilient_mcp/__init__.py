@@ -20,6 +20,7 @@ from ._exceptions import (
     ConnectError,
     ConnectionLost,
     Execution,
+    FateUnknown,
     HandshakeError,
     HTTPStatusError,
     InvalidParams,
@@ -43,6 +44,7 @@ from ._exceptions import (
     UnsupportedProtocolVersion,
     UsageError,
 )
+from ._retry import RetryPolicy, disable_backoff
 from ._session import (
     LATEST_PROTOCOL_VERSION,
     SUPPORTED_PROTOCOL_VERSIONS,
@@ -62,6 +64,7 @@ __all__ = [
     "ConnectError",
     "ConnectionLost",
     "Execution",
+    "FateUnknown",
     "HTTPStatusError",
     "Handlers",
     "HandshakeError",
@@ -77,6 +80,7 @@ __all__ = [
     "RequestCancelled",
     "RequestTimeout",
     "ResourceNotFound",
+    "RetryPolicy",
     "ServerError",
     "ServerUnavailable",
     "SessionError",
@@ -91,4 +95,5 @@ __all__ = [
     "UsageError",
     "__version__",
     "connect",
+    "disable_backoff",
 ]

@@ -23,6 +23,7 @@ from ._exceptions import (
     UsageError,
 )
 from ._log import Logger, default_logger, redact_url
+from ._retry import RetryPolicy
 from ._session import Handlers, ProgressCallback, Session, SessionState, SessionStats
 from ._transport import StreamableHTTPTransport
 from .types import (
@@ -86,6 +87,7 @@ class Client:
         client_info: Implementation | None = None,
         wait_ready: bool = True,
         logger: Logger | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         if not url.startswith(("http://", "https://")):
             raise UsageError(f"unsupported URL {redact_url(url)!r}: expected http:// or https://")
@@ -111,6 +113,7 @@ class Client:
             handlers=handlers or Handlers(),
             client_info=client_info or Implementation(name="resilient-mcp", version=_VERSION),
             logger=self._log,
+            retry=retry,
         )
         self._session.add_notification_listener(self._on_notification)
         self._state = _ClientState.UNOPENED
@@ -246,17 +249,29 @@ class Client:
         *,
         timeout: float | _Default | None = DEFAULT,
         progress: ProgressCallback | None = None,
+        retry: RetryPolicy | None = None,
+        idempotent: bool = False,
     ) -> Any:
         """Send any JSON-RPC request and return its raw ``result``.
 
         For methods this client has no helper for. ``timeout`` overrides
-        :attr:`Timeouts.request` (``None``: no limit).
+        :attr:`Timeouts.request` (``None``: no limit) and bounds every attempt and
+        backoff together. ``idempotent=True`` allows re-sending it after a failure that
+        leaves its fate unknown (reads are always idempotent).
 
         Raises:
+            FateUnknown: a side-effecting ``tools/call`` may have run; not retried.
             MCPError: the request failed (see the error tree).
         """
         self._check_open()
-        return await self._session.request(method, params, timeout=timeout, progress=progress)
+        return await self._session.request(
+            method,
+            params,
+            timeout=timeout,
+            progress=progress,
+            retry=retry,
+            idempotent=idempotent,
+        )
 
     async def _typed(
         self,
@@ -265,8 +280,13 @@ class Client:
         params: Mapping[str, Any] | None,
         timeout: float | _Default | None,
         progress: ProgressCallback | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        idempotent: bool = False,
     ) -> _Model:
-        result = await self.request(method, params, timeout=timeout, progress=progress)
+        result = await self.request(
+            method, params, timeout=timeout, progress=progress, retry=retry, idempotent=idempotent
+        )
         try:
             return model.model_validate(result)
         except pydantic.ValidationError as exc:
@@ -344,6 +364,8 @@ class Client:
         *,
         timeout: float | _Default | None = DEFAULT,
         progress: ProgressCallback | None = None,
+        idempotent: bool | None = None,
+        retry: RetryPolicy | None = None,
     ) -> CallToolResult:
         """Call a tool and return its result (also when the tool reports ``isError``).
 
@@ -351,16 +373,39 @@ class Client:
         (:meth:`list_tools`, which agents call first), ``structuredContent`` is validated
         against it. A call never adds a hidden ``tools/list`` round trip.
 
+        At most once: after a failure that leaves unknown whether the tool ran (the
+        connection dropped after sending, a 5xx), the call is repeated only if it is
+        idempotent: ``idempotent=True``, or (when ``idempotent`` is left ``None``) the
+        listed tool is annotated ``readOnlyHint`` or ``idempotentHint``. Failures that
+        prove it did not run (not initialized, session lost, refused connection, 429/503)
+        are always retried, on a new session if needed.
+
         Raises:
             InvalidParams: the server refused the name or the arguments (the Python SDK
                 reports both as an ``isError`` result instead).
             ToolOutputError: the structured result breaks the tool's output schema.
+            FateUnknown: the call may have run and was not repeated.
         """
         params: dict[str, Any] = {"name": name, "arguments": dict(arguments or {})}
-        result = await self._typed(CallToolResult, "tools/call", params, timeout, progress)
+        if idempotent is None:
+            idempotent = self._annotated_idempotent(name)
+        result = await self._typed(
+            CallToolResult,
+            "tools/call",
+            params,
+            timeout,
+            progress,
+            retry=retry,
+            idempotent=idempotent,
+        )
         if not result.isError:
             self._check_output(name, result)
         return result
+
+    def _annotated_idempotent(self, name: str) -> bool:
+        tool = (self._tools or {}).get(name)
+        hints = tool.annotations if tool is not None else None
+        return hints is not None and bool(hints.readOnlyHint or hints.idempotentHint)
 
     def _check_output(self, name: str, result: CallToolResult) -> None:
         tool = (self._tools or {}).get(name)
@@ -501,6 +546,7 @@ def connect(
     client_info: Implementation | None = None,
     wait_ready: bool = True,
     logger: Logger | None = None,
+    retry: RetryPolicy | None = None,
 ) -> Client:
     """Connect to the MCP server at ``url`` (use as ``async with``).
 
@@ -517,6 +563,7 @@ def connect(
         wait_ready: if true (default) entering the block waits for the handshake and
             raises its failure; if false it returns at once and calls wait in the gate.
         logger: a structlog logger to use instead of the ``resilient_mcp`` stdlib logger.
+        retry: how failed requests are retried (only when safe); see :class:`RetryPolicy`.
 
     Returns:
         A :class:`Client`, to be entered with ``async with``.
@@ -536,4 +583,5 @@ def connect(
         client_info=client_info,
         wait_ready=wait_ready,
         logger=logger,
+        retry=retry,
     )

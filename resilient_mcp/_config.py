@@ -37,6 +37,9 @@ class Timeouts:
             clock...
         max_total: ...but never past this much time since the call started.
         close: how long closing the client may take (session DELETE) before it gives up.
+        keepalive: when set, a ``ping`` goes out after this many idle seconds, so that a
+            dead connection or a lost session is found (and recovered) before the next
+            call needs it. ``None`` (default): no keep-alive traffic.
     """
 
     request: float | None = 60.0
@@ -45,9 +48,10 @@ class Timeouts:
     reset_on_progress: bool = True
     max_total: float | None = 600.0
     close: float = 5.0
+    keepalive: float | None = None
 
     def __post_init__(self) -> None:
-        for name in ("request", "initialize", "connect", "max_total", "close"):
+        for name in ("request", "initialize", "connect", "max_total", "close", "keepalive"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"Timeouts.{name} must be positive, got {value!r}")

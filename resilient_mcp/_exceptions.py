@@ -25,6 +25,7 @@ by what the caller can do about it::
     │   └── ResourceNotFound          -32002 from resources/read
     ├── ToolError                     the tool ran and reported failure (``isError``); .result
     │   └── ToolOutputError           the tool's structuredContent breaks its outputSchema
+    ├── FateUnknown                   a side-effecting call may have run; it was not retried
     ├── RequestTimeout                no answer in time (also a builtin ``TimeoutError``)
     ├── RequestCancelled              the request was abandoned because the client closed
     └── UsageError                    a mistake in how the client is used
@@ -54,6 +55,7 @@ __all__ = [
     "ConnectError",
     "ConnectionLost",
     "Execution",
+    "FateUnknown",
     "HTTPStatusError",
     "HandshakeError",
     "InvalidParams",
@@ -360,6 +362,23 @@ class ToolError(MCPError):
 
 class ToolOutputError(ToolError):
     """The tool's ``structuredContent`` does not match its declared ``outputSchema``."""
+
+
+class FateUnknown(MCPError):
+    """A call with side effects failed in a way that leaves unknown whether it ran.
+
+    Raised instead of the underlying transport failure (kept as ``__cause__``) for a
+    ``tools/call`` that is neither read-only nor idempotent, when the connection dropped
+    after the request was sent or the server answered 5xx. Such a call is never repeated
+    behind your back; decide yourself (check the effect, then call again or not).
+
+    Attributes:
+        params: the request's params (tool name and arguments), to repeat it if you choose.
+    """
+
+    def __init__(self, message: str, *, params: Any = None, **context: Any) -> None:
+        super().__init__(message, **context)
+        self.params = params
 
 
 # --- time and cancellation ------------------------------------------------------------------

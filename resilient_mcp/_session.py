@@ -35,15 +35,20 @@ from ._exceptions import (
     ClientClosed,
     ConnectionLost,
     Execution,
+    FateUnknown,
     HandshakeError,
+    HTTPStatusError,
+    InvalidParams,
     MalformedMessage,
     MCPError,
     QueueFull,
     RequestCancelled,
     RequestTimeout,
+    ServerUnavailable,
     UnsupportedProtocolVersion,
 )
 from ._log import Logger
+from ._retry import SAFE_METHODS, RetryPolicy, retry_decision
 from ._transport import Transport
 from .types import (
     ClientCapabilities,
@@ -221,6 +226,12 @@ class SessionStats:
     dropped_notifications: int = 0
     time_to_ready: float | None = None
     """Seconds from the start of the last successful handshake to the gate opening."""
+    retries: int = 0
+    """Requests sent again after a failure (each re-send counts once)."""
+    recoveries: int = 0
+    """New handshakes started because the server lost or never finished the session."""
+    session_changes: int = 0
+    """Times the server-assigned session id changed to a new one."""
 
 
 class Session:
@@ -235,6 +246,7 @@ class Session:
         handlers: Handlers,
         client_info: Implementation,
         logger: Logger,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self._transport = transport
         self._timeouts = timeouts
@@ -243,6 +255,12 @@ class Session:
         self._client_info = client_info
         self._log = logger
         self._state = SessionState.NEW
+        self._retry = retry or RetryPolicy()
+        # Bumped by every successful handshake: a failure seen on generation N triggers a
+        # recovery only while N is current, so many failures make one new handshake.
+        self._generation = 0
+        self._last_session_id: str | None = None
+        self._last_activity = 0.0
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
         self._queue: deque[_Waiter] = deque()
@@ -301,6 +319,8 @@ class Session:
         )
         self._notify_send = send
         task_group.start_soon(self._notification_worker, receive)
+        if self._timeouts.keepalive is not None:
+            task_group.start_soon(self._keepalive, self._timeouts.keepalive)
         await self._transport.open(self._on_message, task_group)
 
     async def wait_ready(self, deadline: float = math.inf) -> None:
@@ -363,6 +383,7 @@ class Session:
 
     async def _run_handshake(self) -> None:
         started = anyio.current_time()
+        previous_id = self._last_session_id
         self._state = SessionState.INITIALIZING
         self.stats.handshakes += 1
         log = self._log.bind(attempt=self.stats.handshakes)
@@ -399,7 +420,11 @@ class Session:
             return
         self._state = SessionState.READY
         self._last_failure = None
+        self._generation += 1
+        if previous_id is not None and self._transport.session_id != previous_id:
+            self.stats.session_changes += 1
         self.stats.time_to_ready = anyio.current_time() - started
+        self._last_session_id = self._transport.session_id
         self._log = self._log.bind(session_id=self._transport.session_id)
         self._log.debug(
             "session.state",
@@ -412,6 +437,9 @@ class Session:
             await self._transport.start_listening()
 
     async def _handshake(self) -> None:
+        # A new session never carries the old one's id (the spec: a fresh initialize
+        # without it), nor its negotiated version.
+        await self._transport.reset_session()
         params = {
             "protocolVersion": LATEST_PROTOCOL_VERSION,
             "capabilities": self._handlers.capabilities().model_dump(exclude_none=True),
@@ -500,6 +528,40 @@ class Session:
             return math.inf, None
         return anyio.current_time() + value, value
 
+    async def _keepalive(self, interval: float) -> None:
+        """Ping after ``interval`` idle seconds; a lost session is recovered by the ping."""
+        while True:
+            # A timer, not a poll: wake when the session will have been idle long enough.
+            await anyio.sleep_until(self._last_activity + interval)
+            if self._state is not SessionState.READY:
+                self._last_activity = anyio.current_time()
+                continue
+            if anyio.current_time() - self._last_activity < interval:
+                continue  # something else talked to the server meanwhile
+            try:
+                await self.request("ping", timeout=min(interval, self._timeouts.initialize))
+            except MCPError as exc:
+                self._log.info("keepalive.failed", error=repr(exc))
+                self._last_activity = anyio.current_time()
+
+    def recover(self, generation: int, reason: str) -> None:
+        """Start one new handshake because session ``generation`` is lost or uninitialized.
+
+        Single flight: only the first report about the current session acts; requests
+        made meanwhile park in the gate and go out on the new session.
+        """
+        if generation != self._generation or self._state is not SessionState.READY:
+            return  # already recovering, or already recovered
+        self.stats.recoveries += 1
+        self._log.info(
+            "session.recover",
+            reason=reason,
+            old_session_id=self._transport.session_id,
+            generation=generation,
+        )
+        self._state = SessionState.NEW
+        self.start_handshake()
+
     async def request(
         self,
         method: str,
@@ -507,13 +569,90 @@ class Session:
         *,
         timeout: float | _Default | None = DEFAULT,
         progress: ProgressCallback | None = None,
+        retry: RetryPolicy | None = None,
+        idempotent: bool = False,
     ) -> Any:
         """Send a request once the session is ready; return its JSON ``result``.
 
+        Failures are retried only when that is safe (see :func:`retry_decision`): the
+        request certainly did not run, or it is a read, or ``idempotent`` is true. A lost
+        or uninitialized session first gets one coordinated new handshake.
+
         Raises:
-            MCPError: any failure, typed (see :mod:`resilient_mcp._exceptions`).
+            FateUnknown: a side-effecting ``tools/call`` may have run; not retried.
+            MCPError: any other failure, typed (see :mod:`resilient_mcp._exceptions`).
         """
+        policy = retry or self._retry
         deadline, per_request = self._deadline(timeout)
+        if policy.timeout is not None:
+            deadline = min(deadline, anyio.current_time() + policy.timeout)
+        safe = idempotent or method in SAFE_METHODS
+        ambiguous_retried = False
+        attempt = 1
+        while True:
+            generation = self._generation
+            try:
+                return await self._attempt(method, params, deadline, per_request, progress, attempt)
+            except MCPError as exc:
+                again, rehandshake = retry_decision(exc, safe=safe)
+                if isinstance(exc, InvalidParams) and exc.may_be_not_initialized:
+                    # One new handshake settles it; after that it is a real -32602.
+                    again = rehandshake = not ambiguous_retried
+                    ambiguous_retried = True
+                if rehandshake:
+                    self.recover(generation, reason=type(exc).__name__)
+                delay = policy.backoff(attempt, getattr(exc, "retry_after", None))
+                if (
+                    not again
+                    or attempt >= policy.attempts
+                    or (anyio.current_time() + delay >= deadline)
+                ):
+                    final = self._final_error(exc, method, params, safe)
+                    if final is exc:
+                        raise
+                    raise final from exc
+                self.stats.retries += 1
+                self._log.info(
+                    "request.retry",
+                    method=method,
+                    attempt=attempt,
+                    error=type(exc).__name__,
+                    delay_ms=round(delay * 1000, 1),
+                )
+                if delay > 0:
+                    await policy.sleep(delay)  # backoff: the only kind of sleep we do
+                attempt += 1
+
+    def _final_error(
+        self, error: MCPError, method: str, params: Mapping[str, Any] | None, safe: bool
+    ) -> MCPError:
+        """The error to raise when no retry follows."""
+        if (
+            method == "tools/call"
+            and not safe
+            and error.execution is Execution.MAYBE
+            and isinstance(error, ConnectionLost | ServerUnavailable | HTTPStatusError)
+        ):
+            # At most once: it may have run, so it is not repeated; say so distinctly.
+            return FateUnknown(
+                f"the tool call may or may not have run ({error.message}); "
+                "it was not retried because it is not marked idempotent",
+                params=dict(params or {}),
+                method=method,
+                request_id=error.request_id,
+                session_id=error.session_id,
+            )
+        return error
+
+    async def _attempt(
+        self,
+        method: str,
+        params: Mapping[str, Any] | None,
+        deadline: float,
+        per_request: float | None,
+        progress: ProgressCallback | None,
+        attempt: int,
+    ) -> Any:
         if self._state is not SessionState.READY:
             try:
                 await self.wait_ready(deadline)
@@ -524,7 +663,12 @@ class Session:
                     method=method, request_id=None, session_id=self._transport.session_id
                 ) from exc.__cause__
         return await self._send_request(
-            method, params, deadline=deadline, timeout=per_request, progress=progress
+            method,
+            params,
+            deadline=deadline,
+            timeout=per_request,
+            progress=progress,
+            attempt=attempt,
         )
 
     async def _send_request(
@@ -536,6 +680,7 @@ class Session:
         timeout: float | None = None,
         progress: ProgressCallback | None = None,
         cancellable: bool = True,
+        attempt: int = 1,
     ) -> Any:
         request_id = next(self._ids)
         message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
@@ -616,11 +761,12 @@ class Session:
                 "request.error", method=method, request_id=request_id, error=type(error).__name__
             )
             raise error
+        self._last_activity = anyio.current_time()
         self._log.debug(
             "request.ok",
             method=method,
             request_id=request_id,
-            attempt=1,
+            attempt=attempt,
             elapsed_ms=round((anyio.current_time() - started) * 1000, 3),
         )
         return pending.result

@@ -114,7 +114,9 @@ class TestBadInputFailsOnlyItsRequest:
             ),
         )
         error, _ = await run_bad_and_good(server)
-        assert isinstance(error, resilient_mcp.ConnectionLost)
+        # A side-effecting call that may have run is not retried, and says so.
+        assert isinstance(error, resilient_mcp.FateUnknown)
+        assert isinstance(error.__cause__, resilient_mcp.ConnectionLost)
         assert error.execution is Execution.MAYBE
 
     async def test_huge_json_message(self) -> None:
@@ -149,10 +151,13 @@ class TestBadInputFailsOnlyItsRequest:
             ),
         )
         error, good = await run_bad_and_good(server)
-        assert isinstance(error, resilient_mcp.HTTPStatusError)
-        assert error.status_code == 500
-        assert error.body == "Internal explosion"
+        assert isinstance(error, resilient_mcp.FateUnknown)
+        cause = error.__cause__
+        assert isinstance(cause, resilient_mcp.HTTPStatusError)
+        assert cause.status_code == 500
+        assert cause.body == "Internal explosion"
         assert error.execution is Execution.MAYBE
+        assert error.params == {"name": "bad", "arguments": {}}
         assert good == '{"n": 1}'
 
     async def test_html_with_200(self) -> None:
@@ -177,7 +182,8 @@ class TestBadInputFailsOnlyItsRequest:
         server = FakeServer()
         tool_routes(server, lambda m: sse_response(": keep-alive"))
         error, _ = await run_bad_and_good(server)
-        assert isinstance(error, resilient_mcp.ConnectionLost)
+        assert isinstance(error, resilient_mcp.FateUnknown)
+        assert isinstance(error.__cause__, resilient_mcp.ConnectionLost)
         assert error.execution is Execution.MAYBE
 
 
