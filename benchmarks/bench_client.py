@@ -382,7 +382,28 @@ def _check_result(result: Any) -> None:
         raise BenchError(f"tool error: {result!r}"[:300])
 
 
-class OfficialClient(Contender):
+class ClientContender(Contender):
+    """A contender that is an MCP client object: `async with` it, then `call_tool`."""
+
+    def _client(self) -> AbstractAsyncContextManager[Any]:
+        raise NotImplementedError
+
+    async def once(self) -> None:
+        async with self._client() as client:
+            self._record(getattr(client, "protocol_version", None))
+            _check_result(await client.call_tool(TOOL, ARGS))
+
+    async def open(self, stack: AsyncExitStack) -> CallFn:
+        client = await stack.enter_async_context(self._client())
+        self._record(getattr(client, "protocol_version", None))
+
+        async def call() -> None:
+            _check_result(await client.call_tool(TOOL, ARGS))
+
+        return call
+
+
+class OfficialClient(ClientContender):
     """`mcp.Client(url, mode=mode)`: "auto" (the default: probe `server/discover`, adopt
     the modern era if the server offers it, else fall back) or "legacy" (force the
     initialize handshake)."""
@@ -395,28 +416,15 @@ class OfficialClient(Contender):
         self.client_cls = Client
         self.key = MCP if mode == "auto" else MCP_LEGACY
 
-    def _client(self) -> Any:
-        return self.client_cls(self.url, mode=self.mode)
-
-    async def once(self) -> None:
-        async with self._client() as client:
-            self._record(client.protocol_version)
-            _check_result(await client.call_tool(TOOL, ARGS))
-
-    async def open(self, stack: AsyncExitStack) -> CallFn:
-        client = await stack.enter_async_context(self._client())
-        self._record(client.protocol_version)
-
-        async def call() -> None:
-            _check_result(await client.call_tool(TOOL, ARGS))
-
-        return call
+    def _client(self) -> AbstractAsyncContextManager[Any]:
+        client: AbstractAsyncContextManager[Any] = self.client_cls(self.url, mode=self.mode)
+        return client
 
     def note(self) -> str | None:
         return _negotiated(self.protocol_version, f"mode={self.mode!r}")
 
 
-class FastMCPClient(Contender):
+class FastMCPClient(ClientContender):
     """`fastmcp.Client(url, mode=mode)` ("auto" is its default, "legacy" forces the
     initialize handshake); `call_tool` (the usual user path)."""
 
@@ -428,28 +436,15 @@ class FastMCPClient(Contender):
         self.fastmcp = fastmcp
         self.key = FASTMCP if mode == "auto" else FASTMCP_LEGACY
 
-    def _client(self) -> Any:
-        return self.fastmcp.Client(self.url, mode=self.mode)
-
-    async def once(self) -> None:
-        async with self._client() as client:
-            self._record(getattr(client, "protocol_version", None))
-            _check_result(await client.call_tool(TOOL, ARGS))
-
-    async def open(self, stack: AsyncExitStack) -> CallFn:
-        client = await stack.enter_async_context(self._client())
-        self._record(getattr(client, "protocol_version", None))
-
-        async def call() -> None:
-            _check_result(await client.call_tool(TOOL, ARGS))
-
-        return call
+    def _client(self) -> AbstractAsyncContextManager[Any]:
+        client: AbstractAsyncContextManager[Any] = self.fastmcp.Client(self.url, mode=self.mode)
+        return client
 
     def note(self) -> str | None:
         return _negotiated(self.protocol_version, f"mode={self.mode!r}")
 
 
-class ResilientClient(Contender):
+class ResilientClient(ClientContender):
     """`resilient_mcp.connect(url)`; with `shared`, `connect(url, http_client=shared)`."""
 
     def __init__(self, url: str, http: httpx.AsyncClient | None) -> None:
@@ -459,24 +454,10 @@ class ResilientClient(Contender):
         self.http = http
         self.key = RESILIENT if http is None else RESILIENT_SHARED
 
-    def _cm(self) -> AbstractAsyncContextManager[Any]:
+    def _client(self) -> AbstractAsyncContextManager[Any]:
         if self.http is None:
             return self.connect(self.url)
         return self.connect(self.url, http_client=self.http)
-
-    async def once(self) -> None:
-        async with self._cm() as client:
-            self._record(getattr(client, "protocol_version", None))
-            _check_result(await client.call_tool(TOOL, ARGS))
-
-    async def open(self, stack: AsyncExitStack) -> CallFn:
-        client = await stack.enter_async_context(self._cm())
-        self._record(getattr(client, "protocol_version", None))
-
-        async def call() -> None:
-            _check_result(await client.call_tool(TOOL, ARGS))
-
-        return call
 
 
 # --------------------------------------------------------------------------------------
