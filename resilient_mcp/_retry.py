@@ -26,7 +26,7 @@ from ._exceptions import (
     SessionError,
 )
 
-__all__ = ["RetryPolicy", "disable_backoff", "retry_decision"]
+__all__ = ["RetryPolicy", "backoff_sleep", "disable_backoff", "retry_decision"]
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -64,6 +64,11 @@ def disable_backoff() -> Iterator[None]:
         yield
     finally:
         _no_backoff.reset(token)
+
+
+async def backoff_sleep(delay: float) -> None:
+    """Wait out a server-requested reconnection delay (SSE ``retry:``), unless disabled."""
+    await anyio.sleep(0 if _no_backoff.get() else delay)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -39,6 +39,7 @@ from ._exceptions import (
     TransportError,
 )
 from ._log import Logger
+from ._retry import backoff_sleep
 from ._sse import SSEDecoder, SSEEventTooLarge
 
 __all__ = ["Deliver", "StreamableHTTPTransport", "Transport", "map_transport_errors"]
@@ -384,7 +385,7 @@ class StreamableHTTPTransport(Transport):
                     "response stream ended before the answer arrived", **ctx.context()
                 )
             resumes += 1
-            await anyio.sleep(_retry_delay(decoder))  # the server's `retry:` (backoff)
+            await backoff_sleep(_retry_delay(decoder))  # the server's `retry:`
             with anyio.CancelScope(shield=True):
                 await stream.response.aclose()
             stream.response = await self._resume(decoder.last_event_id, ctx)
@@ -466,7 +467,7 @@ class StreamableHTTPTransport(Transport):
                 except (httpx.TransportError, OSError) as exc:
                     self._log.debug("get_stream.dropped", error=str(exc))
                 failures += 1
-                await anyio.sleep(_retry_delay(decoder))  # the server's `retry:` (backoff)
+                await backoff_sleep(_retry_delay(decoder))  # the server's `retry:`
         finally:
             self._listening = False
 
