@@ -139,7 +139,7 @@ class Client:
             if self._wait_ready:
                 # No deadline of our own: the handshake is bounded by Timeouts.initialize
                 # and its error (method "initialize") is the one to raise.
-                await self._session.wait_ready()
+                await self._session.establish()
             else:
                 self._session.start_handshake()
         except BaseException as exc:

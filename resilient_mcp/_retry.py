@@ -19,11 +19,13 @@ from ._exceptions import (
     ConnectError,
     ConnectionLost,
     Execution,
+    HandshakeError,
     HTTPStatusError,
     InvalidParams,
     MCPError,
     ServerUnavailable,
     SessionError,
+    TransportError,
 )
 
 __all__ = ["RetryPolicy", "backoff_sleep", "disable_backoff", "retry_decision"]
@@ -123,6 +125,12 @@ class RetryPolicy:
 _RETRYING = tenacity.AsyncRetrying()
 
 
+def _transient(error: MCPError) -> bool:
+    return isinstance(error, TransportError | SessionError) or (
+        isinstance(error, HTTPStatusError) and error.status_code >= 500
+    )
+
+
 def retry_decision(error: MCPError, *, safe: bool) -> tuple[bool, bool]:
     """Decide about one failure: ``(retry, rehandshake_first)``.
 
@@ -138,6 +146,11 @@ def retry_decision(error: MCPError, *, safe: bool) -> tuple[bool, bool]:
         # The Python SDK's ambiguous -32602: worth exactly one new handshake (the caller
         # makes sure it is only one).
         return True, True
+    if isinstance(error, HandshakeError):
+        # The handshake failed on its way (its `initialized` hit a 503, a dropped
+        # connection...): the call itself never went out, and a new handshake may work.
+        cause = error.__cause__
+        return isinstance(cause, MCPError) and _transient(cause), False
     if isinstance(error, ConnectError | ConnectionLost | ServerUnavailable):
         return error.execution is Execution.NOT_EXECUTED or safe, False
     if isinstance(error, HTTPStatusError) and error.status_code >= 500:

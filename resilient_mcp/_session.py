@@ -89,6 +89,11 @@ _in_handler: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "resilient_mcp_in_handler", default=False
 )
 
+# How many lost sessions one call follows to the next before giving up (each new session
+# is one handshake shared by every caller). Only a server that never keeps a session
+# reaches it; the call's deadline usually ends things first.
+_MAX_SESSION_FOLLOWS = 32
+
 # JSON-RPC error codes we send.
 _METHOD_NOT_FOUND = -32601
 _INVALID_PARAMS = -32602
@@ -544,6 +549,33 @@ class Session:
                 self._log.info("keepalive.failed", error=repr(exc))
                 self._last_activity = anyio.current_time()
 
+    async def establish(self) -> None:
+        """Wait for a ready session, retrying a handshake that failed on a transient error.
+
+        Raises:
+            MCPError: the handshake failed for good (or the retry policy gave up).
+        """
+        policy = self._retry
+        failures = 1
+        while True:
+            try:
+                await self.wait_ready()
+                return
+            except MCPError as exc:
+                again, _ = retry_decision(exc, safe=True)
+                if not again or failures >= policy.attempts:
+                    raise
+                delay = policy.backoff(failures, getattr(exc, "retry_after", None))
+                self._log.info(
+                    "handshake.retry",
+                    attempt=failures,
+                    error=type(exc).__name__,
+                    delay_ms=round(delay * 1000, 1),
+                )
+                if delay > 0:
+                    await policy.sleep(delay)  # backoff
+                failures += 1
+
     def recover(self, generation: int, reason: str) -> None:
         """Start one new handshake because session ``generation`` is lost or uninitialized.
 
@@ -588,11 +620,38 @@ class Session:
             deadline = min(deadline, anyio.current_time() + policy.timeout)
         safe = idempotent or method in SAFE_METHODS
         ambiguous_retried = False
-        attempt = 1
+        attempt = 1  # sends so far
+        failures = 0  # failures of the server (not of the session): they use up attempts
+        session_failures = 0
         while True:
             generation = self._generation
             try:
                 return await self._attempt(method, params, deadline, per_request, progress, attempt)
+            except _HandshakeFailed as failed:
+                # The call never went out: the session it waited for did not come (a
+                # refused connection, a 503 on `initialized`...). Retry with backoff if
+                # that was transient; it uses up an attempt like any failure to get
+                # through, so an unreachable server is given up on after `attempts`.
+                exc = failed.error
+                again, _ = retry_decision(exc, safe=True)
+                failures += 1
+                delay = policy.backoff(failures, getattr(exc, "retry_after", None))
+                if (
+                    not again
+                    or failures >= policy.attempts
+                    or anyio.current_time() + delay >= deadline
+                ):
+                    raise exc from exc.__cause__
+                self._log.info(
+                    "request.retry",
+                    method=method,
+                    attempt=attempt,
+                    error=type(exc).__name__,
+                    delay_ms=round(delay * 1000, 1),
+                )
+                if delay > 0:
+                    await policy.sleep(delay)  # backoff
+                continue
             except MCPError as exc:
                 again, rehandshake = retry_decision(exc, safe=safe)
                 if isinstance(exc, InvalidParams) and exc.may_be_not_initialized:
@@ -600,13 +659,18 @@ class Session:
                     again = rehandshake = not ambiguous_retried
                     ambiguous_retried = True
                 if rehandshake:
+                    # The session was lost, not the request: follow it to the next one
+                    # (the shared handshake is the wait), bounded by the deadline and a
+                    # cap against a server that never keeps a session.
                     self.recover(generation, reason=type(exc).__name__)
-                delay = policy.backoff(attempt, getattr(exc, "retry_after", None))
-                if (
-                    not again
-                    or attempt >= policy.attempts
-                    or (anyio.current_time() + delay >= deadline)
-                ):
+                    session_failures += 1
+                    exhausted = session_failures > _MAX_SESSION_FOLLOWS
+                    delay = 0.0
+                else:
+                    failures += 1
+                    exhausted = failures >= policy.attempts
+                    delay = policy.backoff(failures, getattr(exc, "retry_after", None))
+                if not again or exhausted or anyio.current_time() + delay >= deadline:
                     final = self._final_error(exc, method, params, safe)
                     if final is exc:
                         raise
@@ -656,12 +720,17 @@ class Session:
         if self._state is not SessionState.READY:
             try:
                 await self.wait_ready(deadline)
+            except RequestTimeout as exc:
+                # The call's own deadline passed in the gate: final, and never sent.
+                exc.method = method
+                raise
             except MCPError as exc:
                 # The error is this call's now: it was never sent.
                 exc.method = method
-                raise exc._with_context(
+                exc._with_context(
                     method=method, request_id=None, session_id=self._transport.session_id
-                ) from exc.__cause__
+                )
+                raise _HandshakeFailed(exc) from exc
         return await self._send_request(
             method,
             params,
@@ -984,6 +1053,14 @@ class Session:
 def _server_request_key(request_id: Any) -> tuple[str, str]:
     # JSON-RPC ids are strings or numbers and 1 != "1": keep the type in the key.
     return (type(request_id).__name__, str(request_id))
+
+
+class _HandshakeFailed(Exception):
+    """Internal: the gate opened with an error (the awaited handshake failed)."""
+
+    def __init__(self, error: MCPError) -> None:
+        super().__init__(error.message)
+        self.error = error
 
 
 class _RPCFailure(Exception):

@@ -403,12 +403,16 @@ class StreamableHTTPTransport(Transport):
         ).lower().startswith(_SSE):
             body = await self._read_limited(response, _ERROR_BODY_LIMIT, ctx, truncate=True)
             await response.aclose()
-            error = classify_http(
+            refused = classify_http(
                 response.status_code, response.headers.get("content-type", ""), body, ctx
             )
-            # The request was sent and may have run; a failed resume cannot change that.
-            error.execution = Execution.MAYBE
-            raise error
+            # The request was sent and may have run; a refused resume cannot change that.
+            # Whatever the refusal says (even "session not found"), the request's fate is
+            # unknown: it is not "certainly not executed" like a refused request would be.
+            raise ConnectionLost(
+                f"response stream dropped and could not be resumed: {refused.message}",
+                **ctx.context(),
+            ) from refused
         return response
 
     def _deliver_event(self, data: str, request_id: Any) -> tuple[bool, int]:

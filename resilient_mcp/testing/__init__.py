@@ -1,20 +1,37 @@
-"""A real MCP server for tests and demos, as strict as the Python SDK.
+"""Real MCP servers for tests and demos: strict, dialect-faithful and fault-injecting.
 
-`StrictServer` speaks Streamable HTTP (protocol 2025-11-25, stateful sessions) and,
-like the Python SDK, rejects requests processed before ``notifications/initialized``
-with ``-32602 "Invalid request parameters"``. `serve()` runs it on 127.0.0.1 in a
-background thread, from sync code or from asyncio/trio tests::
+`StrictServer` speaks Streamable HTTP (protocol 2025-11-25, stateful sessions). By
+default it is as strict as the Python SDK: requests processed before
+``notifications/initialized`` get ``-32602 "Invalid request parameters"``.
+``profile=`` reproduces another real server's answers to early requests and missing
+or gone sessions (`PROFILES`), and ``chaos=Chaos(...)`` injects seeded faults: session
+expiry, 429/503 with ``Retry-After``, cut response streams (resumable with
+``Last-Event-ID``), latency; `StrictServer.restart()` loses every session. `serve()`
+runs a server on 127.0.0.1 in a background thread, from sync code or from
+asyncio/trio tests::
 
-    from resilient_mcp.testing import StrictServer, serve
+    from resilient_mcp.testing import Chaos, StrictServer, serve
 
-    with serve(StrictServer(handshake_delay=0.2)) as running:
+    server = StrictServer(profile="rmcp-legacy", chaos=Chaos(seed=1, reject_rate=0.1))
+    with serve(server) as running:
         ...  # talk MCP to running.url
         assert running.stats.early_requests == 0
 
 Needs the ``testing`` extra (starlette and uvicorn). It never imports the client.
 """
 
+from resilient_mcp.testing._chaos import Chaos
+from resilient_mcp.testing._profiles import PROFILES, Profile
 from resilient_mcp.testing._serve import RunningServer, ServerContext, serve
 from resilient_mcp.testing._server import ServerStats, StrictServer
 
-__all__ = ["RunningServer", "ServerContext", "ServerStats", "StrictServer", "serve"]
+__all__ = [
+    "PROFILES",
+    "Chaos",
+    "Profile",
+    "RunningServer",
+    "ServerContext",
+    "ServerStats",
+    "StrictServer",
+    "serve",
+]

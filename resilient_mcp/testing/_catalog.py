@@ -80,7 +80,15 @@ TOOLS: Final[list[JSON]] = [
         "name": "increment",
         "title": "Increment",
         "description": "Adds one to the server's counter (a side effect); returns the new value.",
-        "inputSchema": _EMPTY_INPUT,
+        "inputSchema": {
+            "type": "object",
+            "properties": {
+                "key": {
+                    "type": "string",
+                    "description": "Optional: names this call in ServerStats.executions.",
+                }
+            },
+        },
     },
     {
         "name": "read_counter",

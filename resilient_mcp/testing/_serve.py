@@ -7,6 +7,7 @@ synchronous code, an asyncio test or a trio test alike.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import threading
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from typing import Final
 import anyio.to_thread
 import uvicorn
 
-from resilient_mcp.testing._server import ENDPOINT_PATH, ServerStats, StrictServer
+from resilient_mcp.testing._server import ServerStats, StrictServer
 
 # How long stopping may take before we give up on the thread; generous because a
 # loaded CI machine can be slow, yet bounded so a stuck server fails the test.
@@ -25,6 +26,21 @@ _STOP_TIMEOUT: Final = 10.0
 # Backstop for uvicorn's graceful shutdown: our own streams are closed before it
 # starts, so this only matters if a handler ignores cancellation.
 _GRACEFUL_SHUTDOWN: Final = 2
+_THREAD_PREFIX: Final = "resilient-mcp-strict:"
+# What uvicorn logs when an app returns mid-response, which is how chaos and
+# restart() cut a connection on purpose.
+_CUT_MESSAGE: Final = "ASGI callable returned without completing response."
+
+
+class _QuietCuts(logging.Filter):
+    """Hide uvicorn's error record for connections our own server cut on purpose."""
+
+    def __init__(self, thread_name: str) -> None:
+        super().__init__()
+        self._thread_name = thread_name
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.threadName == self._thread_name and record.msg == _CUT_MESSAGE)
 
 
 @dataclass(frozen=True)
@@ -32,8 +48,8 @@ class RunningServer:
     """A `StrictServer` being served on 127.0.0.1 by `serve()`."""
 
     url: str
-    """The MCP endpoint, e.g. ``http://127.0.0.1:PORT/mcp``; usable as soon as
-    `serve()` is entered."""
+    """The MCP endpoint, e.g. ``http://127.0.0.1:PORT/mcp`` (``.../sse`` for the
+    legacy SSE profile); usable as soon as `serve()` is entered."""
     port: int
     """The TCP port the server listens on."""
     server: StrictServer
@@ -75,6 +91,7 @@ class ServerContext:
         self._uvicorn: _Uvicorn | None = None
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
+        self._quiet: _QuietCuts | None = None
 
     def __enter__(self) -> RunningServer:
         return self._start()
@@ -119,30 +136,50 @@ class ServerContext:
                 log_config=None,
                 log_level="warning",
                 access_log=False,
-                lifespan="off",
+                # The lifespan holds the task group where cut streams finish their work.
+                lifespan="on",
                 ws="none",
                 proxy_headers=False,
                 timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN,
             )
             self._uvicorn = _Uvicorn(config, self._server._close_all)
             self._sock = sock
-            self._thread = threading.Thread(
-                target=self._run, name=f"resilient-mcp-strict:{port}", daemon=True
-            )
+            name = f"{_THREAD_PREFIX}{port}"
+            self._quiet = _QuietCuts(name)
+            logging.getLogger("uvicorn.error").addFilter(self._quiet)
+            self._thread = threading.Thread(target=self._run, name=name, daemon=True)
             self._thread.start()
         except BaseException:
             sock.close()
+            self._unquiet()
             self._server._release()
             raise
         return RunningServer(
-            url=f"http://{self._host}:{port}{ENDPOINT_PATH}", port=port, server=self._server
+            url=f"http://{self._host}:{port}{self._server.endpoint_path}",
+            port=port,
+            server=self._server,
         )
 
-    def _run(self) -> None:
+    def _unquiet(self) -> None:
+        if self._quiet is not None:
+            logging.getLogger("uvicorn.error").removeFilter(self._quiet)
+            self._quiet = None
+
+    async def _main(self) -> None:
         assert self._uvicorn is not None
         assert self._sock is not None
+        loop = asyncio.get_running_loop()
+        # restart() from another thread runs on this loop.
+        self._server._attach_loop(threading.get_ident(), loop.call_soon_threadsafe)
         try:
-            asyncio.run(self._uvicorn.serve(sockets=[self._sock]))
+            await self._uvicorn.serve(sockets=[self._sock])
+        finally:
+            self._server._attach_loop(None, None)
+
+    def _run(self) -> None:
+        assert self._sock is not None
+        try:
+            asyncio.run(self._main())
         except BaseException as exc:  # includes uvicorn's SystemExit on startup failure
             self._error = exc
         finally:
@@ -162,6 +199,7 @@ class ServerContext:
         finally:
             if self._sock is not None:
                 self._sock.close()
+            self._unquiet()
             self._server._release()
         if self._thread.is_alive():
             raise RuntimeError(f"the server thread did not stop within {_STOP_TIMEOUT:g} s")

@@ -1,4 +1,7 @@
-"""StrictServer: a stateful Streamable HTTP MCP server that is as strict as the Python SDK.
+"""StrictServer: a stateful Streamable HTTP MCP server that is as strict as a real one.
+
+By default it behaves like the Python SDK 2.x; `profile=` selects another server's
+dialect (see `_profiles`), `chaos=` adds seeded faults (see `_chaos`).
 
 Everything runs on anyio, so the ASGI app works under any ASGI server (uvicorn on
 asyncio in `serve()`, or a trio-based server when mounted elsewhere).
@@ -8,27 +11,36 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import itertools
 import json
 import secrets
 import threading
+import time
+import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Final
 
 import anyio
-from anyio.streams.memory import MemoryObjectSendStream
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from starlette.applications import Starlette
-from starlette.datastructures import Headers
+from starlette.datastructures import Headers, QueryParams
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
 from resilient_mcp.testing import _catalog
 from resilient_mcp.testing._catalog import JSON
+from resilient_mcp.testing._chaos import Chaos, Dice, Fate
+from resilient_mcp.testing._events import EventKind, EventLog
+from resilient_mcp.testing._profiles import DEFAULT_PROFILE, DIALECTS, PROFILES, HttpAnswer, Profile
 
 ENDPOINT_PATH: Final = "/mcp"
+SSE_PATH: Final = "/sse"
+MESSAGES_PATH: Final = "/messages/"
 LATEST_PROTOCOL_VERSION: Final = "2025-11-25"
 SUPPORTED_PROTOCOL_VERSIONS: Final = ("2025-11-25", "2025-06-18", "2025-03-26")
 
@@ -47,6 +59,10 @@ _SSE_TYPE: Final = "text/event-stream"
 # Buffer of the standalone GET stream: progress and server requests queue here while
 # the client is slow to read, instead of blocking the tool that produced them.
 _GET_STREAM_BUFFER: Final = 64
+# Finished response streams kept per session for resumption (GET + Last-Event-ID).
+_REPLAY_STREAMS: Final = 16
+# How long restart() waits for the server's event loop to run it.
+_LOOP_CALL_TIMEOUT: Final = 10.0
 
 
 def _server_version() -> str:
@@ -76,17 +92,33 @@ class ServerStats:
     initialized_notifications: int = 0
     """`notifications/initialized` received."""
     early_requests: int = 0
-    """Requests rejected with -32602 because they were processed before the session's
-    `notifications/initialized` had been processed."""
+    """Requests processed before their session's `notifications/initialized` had been
+    processed, whatever the profile did with them (an in-band error, an HTTP error,
+    killing the session, holding the request, or, with `lenient`, serving it). A
+    correct client keeps this at 0 under every profile."""
     tool_calls: Counter[str] = field(default_factory=Counter)
-    """Tool executions by tool name (only calls that passed the handshake gate and
-    argument validation, i.e. the tool really ran)."""
+    """Tool executions by tool name: only calls that passed the handshake gate and
+    argument validation, i.e. the tool really ran. A call is counted once, when it
+    starts, even if its response is later lost (cut stream, restart, disconnect);
+    a call refused by any profile or by chaos is never counted."""
+    executions: Counter[str] = field(default_factory=Counter)
+    """Executions of ``increment`` by its ``key`` argument: a test gives every call its own
+    key and proves at-most-once by finding no key above 1."""
     sessions_created: int = 0
     """Sessions opened by `initialize`."""
     sessions_terminated: int = 0
     """Sessions ended by DELETE or by the server shutting down."""
     http_rejections: Counter[int] = field(default_factory=Counter)
-    """HTTP-level rejections by status code (400, 404, 405, 406, 409, 415)."""
+    """HTTP-level rejections by status code (400, 404, 405, 406, 409, 415, 422, 429,
+    500, 503)."""
+    posts: int = 0
+    """HTTP POSTs received (each one draws its fate from the chaos dice)."""
+    faults: list[tuple[int, str]] = field(default_factory=list)
+    """Injected faults in order, as (POST number, kind) with kind one of "429",
+    "503", "drop" and "expired"; the POST number is the one the fault hit (for an
+    expiry noticed on GET or DELETE: the number of POSTs so far)."""
+    restarts: int = 0
+    """Calls of `StrictServer.restart()`."""
 
     @property
     def total_requests(self) -> int:
@@ -127,11 +159,53 @@ class _Session:
     protocol_version: str
     client_capabilities: JSON
     initialized: bool = False
+    ready: anyio.Event = field(default_factory=anyio.Event)
+    """Set once `initialized` is (or when the session ends)."""
+    created: float = field(default_factory=time.monotonic)
+    requests: int = 0
+    """Requests (not `initialize`) that named this session, for expiry by count."""
+    ended: bool = False
+    dropped: bool = False
+    """Ended by restart(): its open connections are cut, not finished."""
+    legacy: bool = False
+    """A legacy HTTP+SSE session (python-sdk-sse)."""
+    inbound: MemoryObjectSendStream[JSON] | None = None
+    """Legacy SSE: where POSTed messages queue for processing."""
     log_level: str = "info"
     get_stream: MemoryObjectSendStream[JSON] | None = None
     in_flight: dict[str, _InFlight] = field(default_factory=dict)
     pending: dict[int, _Pending] = field(default_factory=dict)
     next_request_id: int = 0
+    logs: list[EventLog] = field(default_factory=list)
+    """Response streams kept for resumption, oldest first."""
+    event_index: dict[int, EventLog] = field(default_factory=dict)
+
+    def mark_initialized(self) -> None:
+        self.initialized = True
+        self.ready.set()
+
+    def reset_handshake(self) -> None:
+        self.initialized = False
+        if self.ready.is_set():
+            self.ready = anyio.Event()
+
+    def add_log(self, log: EventLog) -> None:
+        self.logs.append(log)
+        while len(self.logs) > _REPLAY_STREAMS:
+            old = next((lg for lg in self.logs if lg.done and lg.reader_seq is None), None)
+            if old is None:
+                return
+            self.logs.remove(old)
+            for event_id in [k for k, v in self.event_index.items() if v is old]:
+                del self.event_index[event_id]
+
+    def find_event(self, event_id: int) -> tuple[EventLog, int] | None:
+        """The stream holding `event_id` and the event's position in it."""
+        log = self.event_index.get(event_id)
+        if log is None:
+            return None
+        seq = log.find(event_id)
+        return None if seq is None else (log, seq)
 
     async def send_standalone(self, message: JSON) -> bool:
         """Queue `message` on the GET stream; False when no stream is open."""
@@ -328,26 +402,34 @@ def _decode_cursor(kind: str, cursor: Any, length: int) -> int:
 
 
 class _Endpoint:
-    """ASGI callable for the MCP endpoint; a class so Starlette routes it as raw ASGI."""
+    """ASGI callable for one route; a class so Starlette routes it as raw ASGI."""
 
-    def __init__(self, server: StrictServer) -> None:
-        self._server = server
+    def __init__(self, handler: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+        self._handler = handler
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._server._handle_http(scope, receive, send)
+        await self._handler(scope, receive, send)
+
+
+_Work = Callable[["_Outbound"], Awaitable[JSON | None]]
 
 
 class StrictServer:
-    """A stateful Streamable HTTP MCP server that is as strict as the Python SDK.
+    """A stateful Streamable HTTP MCP server that is as strict as a real one.
 
     It speaks protocol 2025-11-25 (and accepts 2025-06-18 and 2025-03-26) at the
-    endpoint `/mcp`, issues `Mcp-Session-Id` on `initialize`, and answers any request
-    other than `ping`/`initialize` that is processed before the session's
-    `notifications/initialized` has been processed with the in-band error
-    `{"code": -32602, "message": "Invalid request parameters", "data": ""}`.
+    endpoint `/mcp` and issues `Mcp-Session-Id` on `initialize`. How it treats a
+    request processed before the session's `notifications/initialized` has been
+    processed, a POST without a session and a session that is gone depends on
+    `profile`; the default, ``"python-sdk-2"``, answers early requests with the
+    in-band error ``{"code": -32602, "message": "Invalid request parameters",
+    "data": ""}`` like the Python SDK. `PROFILES` lists every profile and
+    docs/testing.md what each one sends.
 
     All parameters are keyword-only and fixed for the server's lifetime:
 
+    - `profile`: the server dialect to reproduce (a name from `PROFILES`).
+    - `chaos`: faults to inject (`Chaos`), None for none.
     - `json_response`: answer requests with `application/json` (default) or, when False,
       with `text/event-stream` (priming event, then `event: message` events).
     - `get_stream`: offer the standalone GET SSE stream; False answers GET with 405.
@@ -357,13 +439,20 @@ class StrictServer:
     - `extra_tools`: number of filler tools `tool_0000`, `tool_0001`, ... to add.
     - `page_size`: page length of every `*/list` method (None: no pagination).
 
-    Serve it with `serve()`, or mount `asgi_app()` in any ASGI server. A server holds
-    its sessions in memory; serve one `StrictServer` from one place at a time.
+    Serve it with `serve()`, or mount `asgi_app()` in any ASGI server (run its
+    lifespan, or dropped streams complete their work before the connection closes). A
+    server holds its sessions in memory; serve one `StrictServer` from one place at a
+    time.
+
+    Raises:
+        ValueError: for an unknown profile or an out-of-range parameter.
     """
 
     def __init__(
         self,
         *,
+        profile: Profile = DEFAULT_PROFILE,
+        chaos: Chaos | None = None,
         json_response: bool = True,
         get_stream: bool = True,
         handshake_delay: float = 0.0,
@@ -371,12 +460,19 @@ class StrictServer:
         extra_tools: int = 0,
         page_size: int | None = None,
     ) -> None:
+        if profile not in DIALECTS:
+            raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
         if handshake_delay < 0 or initialize_delay < 0:
             raise ValueError("delays must be >= 0")
         if extra_tools < 0:
             raise ValueError("extra_tools must be >= 0")
         if page_size is not None and page_size < 1:
             raise ValueError("page_size must be >= 1 or None")
+        self._profile: Profile = profile
+        self._dialect = DIALECTS[profile]
+        self._chaos = chaos if chaos is not None else Chaos()
+        self._chaos_given = chaos
+        self._dice = Dice(self._chaos)
         self._json_response = json_response
         self._get_stream = get_stream
         self._handshake_delay = handshake_delay
@@ -386,11 +482,19 @@ class StrictServer:
         self._stats = ServerStats()
         self._counter = 0
         self._sessions: dict[str, _Session] = {}
+        # Legacy SSE sessions whose GET stream ended: the Python SDK 1.x still accepts
+        # POSTs for them (202) and never answers.
+        self._dead_legacy: set[str] = set()
         # Event ids only need to be unique; one server-wide sequence is simplest.
         self._event_ids = itertools.count(1)
         self._serving_lock = threading.Lock()
         self._serving = False
         self._version = _server_version()
+        # Where detached work (of streams cut by chaos) runs: the app's lifespan.
+        self._background: TaskGroup | None = None
+        # Set by serve(): how to run a callable on the server's event loop.
+        self._loop_thread: int | None = None
+        self._loop_call: Callable[[Callable[[], None]], object] | None = None
 
         self._tools: dict[str, tuple[JSON, _ToolRun]] = {}
         runners: dict[str, _ToolRun] = {
@@ -439,6 +543,21 @@ class StrictServer:
         return self._counter
 
     @property
+    def profile(self) -> Profile:
+        """The server dialect this server reproduces."""
+        return self._profile
+
+    @property
+    def chaos(self) -> Chaos | None:
+        """The faults this server injects, as given."""
+        return self._chaos_given
+
+    @property
+    def endpoint_path(self) -> str:
+        """Where a client connects: `/mcp`, or `/sse` for the legacy SSE profile."""
+        return SSE_PATH if self._dialect.name == "python-sdk-sse" else ENDPOINT_PATH
+
+    @property
     def json_response(self) -> bool:
         """True: responses are `application/json`; False: `text/event-stream`."""
         return self._json_response
@@ -469,10 +588,46 @@ class StrictServer:
         return self._page_size
 
     def asgi_app(self) -> Starlette:
-        """A Starlette app serving this server at `/mcp`, to mount in any ASGI server."""
-        return Starlette(routes=[Route(ENDPOINT_PATH, endpoint=_Endpoint(self))])
+        """A Starlette app serving this server, to mount in any ASGI server.
+
+        The routes are `/mcp` (Streamable HTTP), or `/sse` (GET) and `/messages/`
+        (POST) for the legacy SSE profile.
+        """
+        if self._dialect.name == "python-sdk-sse":
+            routes = [
+                Route(SSE_PATH, endpoint=_Endpoint(self._handle_legacy_get), methods=["GET"]),
+                Route(
+                    MESSAGES_PATH, endpoint=_Endpoint(self._handle_legacy_post), methods=["POST"]
+                ),
+            ]
+        else:
+            routes = [Route(ENDPOINT_PATH, endpoint=_Endpoint(self._handle_http))]
+        return Starlette(routes=routes, lifespan=self._lifespan)
+
+    def restart(self) -> None:
+        """Lose every session at once, as a restarted server process would.
+
+        Open connections (response streams, GET streams, requests in flight) are cut
+        without a proper end, every session id answers the profile's "gone" answer
+        from now on, and the counters (`stats`, `counter`) are kept. Safe to call from
+        any thread while `serve()` runs the server.
+
+        Raises:
+            RuntimeError: the server's event loop did not run the restart in time.
+        """
+        self._in_server_loop(self._restart_now)
 
     # -- lifecycle hooks used by serve() --------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        async with anyio.create_task_group() as tg:
+            self._background = tg
+            try:
+                yield
+            finally:
+                self._background = None
+                tg.cancel_scope.cancel()
 
     def _claim(self) -> None:
         with self._serving_lock:
@@ -484,15 +639,52 @@ class StrictServer:
         with self._serving_lock:
             self._serving = False
 
+    def _attach_loop(
+        self, thread: int | None, call: Callable[[Callable[[], None]], object] | None
+    ) -> None:
+        self._loop_thread = thread
+        self._loop_call = call
+
+    def _in_server_loop(self, fn: Callable[[], None]) -> None:
+        call = self._loop_call
+        if call is None or threading.get_ident() == self._loop_thread:
+            fn()
+            return
+        done = threading.Event()
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                fn()
+            except BaseException as exc:
+                errors.append(exc)
+            finally:
+                done.set()
+
+        call(run)
+        if not done.wait(_LOOP_CALL_TIMEOUT):
+            raise RuntimeError("the server's event loop did not respond")
+        if errors:
+            raise errors[0]
+
+    def _restart_now(self) -> None:
+        self._stats.restarts += 1
+        for session in list(self._sessions.values()):
+            self._terminate(session, dropped=True)
+
     def _close_all(self) -> None:
         """End every session so open streams finish and the ASGI server can stop."""
         for session in list(self._sessions.values()):
             self._terminate(session)
 
-    def _terminate(self, session: _Session) -> None:
+    def _terminate(self, session: _Session, *, dropped: bool = False) -> None:
         if self._sessions.pop(session.id, None) is None:
             return
         self._stats.sessions_terminated += 1
+        session.ended = True
+        session.dropped = dropped
+        if session.legacy:
+            self._dead_legacy.add(session.id)
         if session.get_stream is not None:
             session.get_stream.close()
             session.get_stream = None
@@ -501,6 +693,38 @@ class StrictServer:
             in_flight.scope.cancel()
         for pending in session.pending.values():
             pending.done.set()
+        session.ready.set()  # wakes requests held until initialized
+
+    def _fault(self, kind: str, number: int | None = None) -> None:
+        self._stats.faults.append((self._stats.posts if number is None else number, kind))
+
+    def _live_session(self, session_id: str) -> _Session | None:
+        """The session `session_id` names, or None if it is unknown or has expired."""
+        session = self._sessions.get(session_id)
+        if session is None:
+            return None
+        ttl = self._chaos.expire_after_seconds
+        if ttl is not None and time.monotonic() - session.created >= ttl:
+            self._terminate(session)
+            self._fault("expired")
+            return None
+        return session
+
+    def _expired_by_count(self, session: _Session) -> bool:
+        limit = self._chaos.expire_after_requests
+        if limit is not None and session.requests >= limit:
+            self._terminate(session)
+            self._fault("expired")
+            return True
+        return False
+
+    def _gated(self, method: str) -> bool:
+        """Whether `method` is held to the handshake by this profile."""
+        if method == "ping":
+            return self._dialect.gate_ping
+        if method not in self._handlers:
+            return self._dialect.gate_unknown
+        return True
 
     # -- HTTP layer -----------------------------------------------------------------
 
@@ -533,15 +757,38 @@ class StrictServer:
         self._stats.http_rejections[status] += 1
         await _send_json(send, status, _error(None, code, message), session_id, extra)
 
+    async def _answer(
+        self,
+        send: Send,
+        answer: HttpAnswer,
+        *,
+        session_id: str | None = None,
+        extra: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        if answer.status >= 400:
+            self._stats.http_rejections[answer.status] += 1
+        headers = [
+            (b"content-type", answer.content_type.encode()),
+            (b"content-length", str(len(answer.body)).encode()),
+        ]
+        if session_id is not None:
+            headers.append((_SESSION_HEADER.encode(), session_id.encode()))
+        headers.extend(extra or [])
+        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+        await send({"type": "http.response.body", "body": answer.body})
+
+    async def _answer_gone(self, send: Send) -> None:
+        await self._answer(send, self._dialect.gone)
+
     async def _lookup(self, headers: Headers, send: Send) -> _Session | None:
-        """The session a non-initialize message names; None after answering 400/404."""
+        """The session a GET or DELETE names; None after answering 400 or "gone"."""
         session_id = headers.get(_SESSION_HEADER)
         if session_id is None:
             await self._reject(send, 400, "Bad Request: Missing session ID")
             return None
-        session = self._sessions.get(session_id)
+        session = self._live_session(session_id)
         if session is None:
-            await self._reject(send, 404, "Session not found")
+            await self._answer_gone(send)
             return None
         return session
 
@@ -554,13 +801,37 @@ class StrictServer:
             return False
         return True
 
+    async def _chaos_gate(self, receive: Receive, send: Send) -> Fate | None:
+        """Draw this POST's fate, add its latency; None after refusing it (429/503)."""
+        self._stats.posts += 1
+        fate = self._dice.roll()
+        if fate.latency > 0:
+            await anyio.sleep(fate.latency)  # simulated server work
+        if not fate.reject:
+            return fate
+        await _read_body(receive)
+        status = self._chaos.reject_status
+        self._fault(str(status), fate.number)
+        extra = []
+        if self._chaos.retry_after is not None:
+            extra.append((b"retry-after", str(self._chaos.retry_after).encode()))
+        text = "Too Many Requests" if status == 429 else "Service Unavailable"
+        await self._answer(send, HttpAnswer.text(status, text), extra=extra)
+        return None
+
     async def _handle_post(self, headers: Headers, receive: Receive, send: Send) -> None:
+        fate = await self._chaos_gate(receive, send)
+        if fate is None:
+            return
         # Like the SDK's session manager, an unknown session id is a 404 before anything
         # else is looked at, even for `initialize`.
         session_id = headers.get(_SESSION_HEADER)
-        if session_id is not None and session_id not in self._sessions:
-            await self._reject(send, 404, "Session not found")
-            return
+        session: _Session | None = None
+        if session_id is not None:
+            session = self._live_session(session_id)
+            if session is None:
+                await self._answer_gone(send)
+                return
         has_json, has_sse = _accepts(headers)
         if not (has_json and has_sse):
             await self._reject(
@@ -591,10 +862,12 @@ class StrictServer:
             await self._reject(send, 400, "Invalid Request: not a JSON-RPC 2.0 message")
             return
         if kind == "request" and message["method"] == "initialize":
-            await self._initialize(message, session_id, receive, send)
+            await self._initialize(message, session, receive, send)
             return
-        session = await self._lookup(headers, send)
-        if session is None or not await self._version_ok(headers, send, session):
+        if session is None:
+            await self._answer_missing(kind, message, receive, send)
+            return
+        if not await self._version_ok(headers, send, session):
             return
         if kind == "notification":
             await self._on_notification(session, message)
@@ -603,16 +876,97 @@ class StrictServer:
             self._on_client_response(session, message)
             await _send_json(send, 202, None, session.id)
         else:
+            await self._on_request(session, message, receive, send, fate)
+
+    async def _answer_missing(self, kind: str, message: JSON, receive: Receive, send: Send) -> None:
+        """Answer a POST without a session id that is not `initialize`."""
+        dialect = self._dialect
+        if dialect.missing == "trap":
+            # A fresh session that stays alive but is never initialized.
+            trap = _Session(
+                id=secrets.token_hex(16),
+                protocol_version=LATEST_PROTOCOL_VERSION,
+                client_capabilities={},
+            )
+            self._sessions[trap.id] = trap
+            self._stats.sessions_created += 1
+            await self._answer(send, dialect.missing_answer, session_id=trap.id)
+        elif dialect.missing == "discarded":
+            # The id of a session that was opened for this request and discarded.
+            await self._answer(send, dialect.missing_answer, session_id=secrets.token_hex(16))
+        elif dialect.missing == "temporary":
+            if kind != "request":
+                await _send_json(send, 202, None, None)
+                return
+            temporary = _Session(
+                id="", protocol_version=LATEST_PROTOCOL_VERSION, client_capabilities={}
+            )
+            early = self._gated(message["method"])
+            if early:
+                self._stats.early_requests += 1
             await self._respond(
                 receive,
                 send,
-                session,
-                session.id,
-                lambda outbound: self._run_request(session, message, outbound),
+                None,
+                None,
+                lambda outbound: self._run_request(temporary, message, outbound, early=early),
             )
+        else:
+            await self._answer(send, dialect.missing_answer)
+
+    async def _on_request(
+        self, session: _Session, message: JSON, receive: Receive, send: Send, fate: Fate
+    ) -> None:
+        method: str = message["method"]
+        if self._expired_by_count(session):
+            await self._answer_gone(send)
+            return
+        session.requests += 1
+        dialect = self._dialect
+        early = not session.initialized and self._gated(method)
+        if early:
+            self._stats.early_requests += 1
+            if dialect.early in ("http", "kill"):
+                self._stats.requests[method] += 1
+                if dialect.early == "kill":
+                    self._terminate(session)
+                assert dialect.early_answer is not None
+                await self._answer(send, dialect.early_answer)
+                return
+            if dialect.early == "hold":
+                if not await self._hold(session, receive):
+                    return  # the client gave up
+                if session.ended:
+                    if session.dropped:
+                        await _cut_json(send, None, b"")
+                    else:
+                        await self._answer_gone(send)
+                    return
+                early = False
+            elif dialect.early == "serve":
+                early = False
+        drop = fate.number if fate.drop and method == "tools/call" else None
+        await self._respond(
+            receive,
+            send,
+            session,
+            session.id,
+            lambda outbound: self._run_request(session, message, outbound, early=early),
+            drop=drop,
+        )
+
+    async def _hold(self, session: _Session, receive: Receive) -> bool:
+        """Wait until the session is initialized; False if the client left first."""
+        disconnect = _Disconnect()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(disconnect.watch, receive, tg.cancel_scope)
+            await session.ready.wait()
+            tg.cancel_scope.cancel()
+        return not disconnect.gone
 
     async def _handle_get(self, headers: Headers, receive: Receive, send: Send) -> None:
-        if not self._get_stream:
+        last_event_id = headers.get("last-event-id")
+        if not self._get_stream and last_event_id is None:
             await self._reject(
                 send,
                 405,
@@ -633,6 +987,9 @@ class StrictServer:
             return
         if not await self._version_ok(headers, send, session):
             return
+        if last_event_id is not None:
+            await self._resume(session, last_event_id, receive, send)
+            return
         if session.get_stream is not None:
             await self._reject(
                 send,
@@ -652,13 +1009,40 @@ class StrictServer:
                     tg.start_soon(disconnect.watch, receive, tg.cancel_scope)
                     async for message in receiver:
                         await _send_chunk(send, _sse_event(self._next_event_id(), message))
-                    # The session ended (DELETE or shutdown): finish the response.
+                    # The session ended (DELETE, shutdown or restart): end the response.
                     tg.cancel_scope.cancel()
         finally:
             if session.get_stream is sender:
                 session.get_stream = None
             sender.close()
-        if not disconnect.gone:
+        if not disconnect.gone and not session.dropped:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _resume(
+        self, session: _Session, last_event_id: str, receive: Receive, send: Send
+    ) -> None:
+        """Replay a response stream after `last_event_id`, then follow it to its end."""
+        found = session.find_event(int(last_event_id)) if last_event_id.isdigit() else None
+        if found is None:
+            # As the Go SDK: a stream that cannot be replayed is a 400.
+            await self._reject(
+                send, 400, "Bad Request: Unknown Last-Event-ID", session_id=session.id
+            )
+            return
+        log, seq = found
+        if log.reader_seq is not None:
+            await self._reject(
+                send, 409, "Conflict: the stream is being read", session_id=session.id
+            )
+            return
+        await _start_sse(send, session.id)
+        disconnect = _Disconnect()
+        ended = False
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(disconnect.watch, receive, tg.cancel_scope)
+            ended = await self._pump(log, send, seq + 1, None)
+            tg.cancel_scope.cancel()
+        if ended and not disconnect.gone:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _handle_delete(self, headers: Headers, send: Send) -> None:
@@ -677,77 +1061,291 @@ class StrictServer:
         send: Send,
         session: _Session | None,
         session_id: str | None,
-        work: Callable[[_Outbound], Awaitable[JSON | None]],
+        work: _Work,
+        *,
+        drop: int | None = None,
     ) -> None:
         """Run `work` for one POSTed request and answer in the configured response mode.
 
         `work` returns the response message, or None when the session was terminated
-        under it. A client disconnect cancels the work.
+        under it. A client disconnect cancels the work. `drop` is the number of the
+        POST whose response chaos cuts, or None.
         """
+        if self._json_response:
+            await self._respond_json(receive, send, session, session_id, work, drop)
+        else:
+            await self._respond_sse(receive, send, session, session_id, work, drop)
+
+    async def _respond_json(
+        self,
+        receive: Receive,
+        send: Send,
+        session: _Session | None,
+        session_id: str | None,
+        work: _Work,
+        drop: int | None,
+    ) -> None:
         disconnect = _Disconnect()
         outcome: JSON | None = None
         finished = False
-        if self._json_response:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(disconnect.watch, receive, tg.cancel_scope)
-                outcome = await work(_Outbound(session, None))
-                finished = True
-                tg.cancel_scope.cancel()
-            if not finished:
-                return
-            if outcome is None:
-                await _send_json(
-                    send,
-                    500,
-                    _error(
-                        None, _INTERNAL_ERROR, "Session terminated before the request completed"
-                    ),
-                    session_id,
-                )
-            else:
-                await _send_json(send, 200, outcome, session_id)
-            return
-
-        async def emit(message: JSON) -> None:
-            await _send_chunk(send, _sse_event(self._next_event_id(), message))
-
-        await _start_sse(send, session_id)
-        await _send_chunk(send, _sse_event(self._next_event_id(), None))
         async with anyio.create_task_group() as tg:
             tg.start_soon(disconnect.watch, receive, tg.cancel_scope)
-            outcome = await work(_Outbound(session, emit))
-            if outcome is not None:
-                await emit(outcome)
+            outcome = await work(_Outbound(session, None))
+            finished = True
             tg.cancel_scope.cancel()
-        if not disconnect.gone:
+        if not finished:
+            return
+        if outcome is None:
+            if session is not None and session.dropped:
+                await _cut_json(send, session_id, b"")
+                return
+            await _send_json(
+                send,
+                500,
+                _error(None, _INTERNAL_ERROR, "Session terminated before the request completed"),
+                session_id,
+            )
+        elif drop is not None:
+            # The work is done; the client never gets to know.
+            self._fault("drop", drop)
+            await _cut_json(send, session_id, _dumps(outcome))
+        else:
+            await _send_json(send, 200, outcome, session_id)
+
+    async def _respond_sse(
+        self,
+        receive: Receive,
+        send: Send,
+        session: _Session | None,
+        session_id: str | None,
+        work: _Work,
+        drop: int | None,
+    ) -> None:
+        log = EventLog()
+        if session is not None:
+            session.add_log(log)
+
+        async def emit(message: JSON) -> None:
+            progress = message.get("method") == "notifications/progress"
+            await self._append(session, log, "progress" if progress else "message", message)
+
+        async def produce() -> None:
+            outcome: JSON | None = None
+            try:
+                outcome = await work(_Outbound(session, emit))
+                if outcome is not None:
+                    await emit(outcome)
+            finally:
+                log.finish(aborted=outcome is None and session is not None and session.dropped)
+
+        await _start_sse(send, session_id)
+        await self._append(session, log, "priming", None)
+        # Work whose stream chaos will cut goes on after the connection is gone.
+        detached = self._background if drop is not None else None
+        disconnect = _Disconnect()
+        ended = False
+        async with anyio.create_task_group() as tg:
+            if detached is not None:
+                detached.start_soon(produce)
+            else:
+                tg.start_soon(produce)
+            tg.start_soon(disconnect.watch, receive, tg.cancel_scope)
+            drop_after = self._chaos.drop_after if drop is not None else None
+            ended = await self._pump(log, send, 0, drop_after, drop)
+            if not ended and detached is None and not log.done:
+                # No lifespan task group: finish the work here, then cut.
+                await _wait_done(log)
+            tg.cancel_scope.cancel()
+        if ended and not disconnect.gone:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _append(
+        self, session: _Session | None, log: EventLog, kind: EventKind, message: JSON | None
+    ) -> None:
+        event_id = next(self._event_ids)
+        await log.append(event_id, kind, _sse_event(str(event_id), message))
+        if session is not None:
+            session.event_index[event_id] = log
+            for evicted in log.evicted:
+                session.event_index.pop(evicted, None)
+        log.evicted.clear()
+
+    async def _pump(
+        self,
+        log: EventLog,
+        send: Send,
+        seq: int,
+        drop_after: EventKind | None,
+        drop: int | None = None,
+    ) -> bool:
+        """Send the events of `log` from position `seq` on.
+
+        Returns True when the stream ended with its last event, False when it was cut
+        (by chaos after an event of kind `drop_after`, or by a restart).
+        """
+        log.attach(seq)
+        try:
+            while True:
+                changed = log.changed
+                while seq < log.next_seq:
+                    event = log.get(seq)
+                    if event is None:  # fell out of the replay window
+                        seq = log.first_seq
+                        continue
+                    await _send_chunk(send, event.chunk)
+                    seq += 1
+                    log.advance(seq)
+                    if drop_after is not None and event.kind == drop_after:
+                        self._fault("drop", drop)
+                        return False
+                if log.done:
+                    return not log.aborted
+                await changed.wait()
+        finally:
+            log.detach()
+
+    # -- legacy HTTP+SSE transport (python-sdk-sse) ----------------------------------
+
+    async def _handle_legacy_get(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        # Every GET is a new, uninitialized session with its own endpoint URL.
+        session = _Session(
+            id=uuid.uuid4().hex,
+            protocol_version=LATEST_PROTOCOL_VERSION,
+            client_capabilities={},
+            legacy=True,
+        )
+        self._sessions[session.id] = session
+        self._stats.sessions_created += 1
+        outgoing, to_client = anyio.create_memory_object_stream[JSON](_GET_STREAM_BUFFER)
+        session.get_stream = outgoing
+        inbound, from_client = anyio.create_memory_object_stream[JSON](_GET_STREAM_BUFFER)
+        session.inbound = inbound
+        disconnect = _Disconnect()
+        try:
+            async with to_client, from_client:
+                headers = [
+                    (b"content-type", b"text/event-stream; charset=utf-8"),
+                    (b"cache-control", b"no-store"),
+                ]
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+                endpoint = f"{MESSAGES_PATH}?session_id={session.id}"
+                await _send_chunk(send, f"event: endpoint\ndata: {endpoint}\n\n".encode())
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(disconnect.watch, receive, tg.cancel_scope)
+                    tg.start_soon(self._legacy_process, session, from_client)
+                    async for message in to_client:
+                        await _send_chunk(
+                            send, b"event: message\ndata: " + _dumps(message) + b"\n\n"
+                        )
+                    tg.cancel_scope.cancel()
+        finally:
+            session.inbound = None
+            inbound.close()
+            self._terminate(session, dropped=session.dropped)
+        if not disconnect.gone and not session.dropped:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _legacy_process(
+        self, session: _Session, from_client: MemoryObjectReceiveStream[JSON]
+    ) -> None:
+        async with anyio.create_task_group() as tg:
+            async for message in from_client:
+                tg.start_soon(self._legacy_handle, session, message)
+
+    async def _legacy_handle(self, session: _Session, message: JSON) -> None:
+        kind = _classify(message)
+        if kind == "notification":
+            await self._on_notification(session, message)
+            return
+        if kind == "response":
+            self._on_client_response(session, message)
+            return
+        if kind != "request":
+            return
+        if message["method"] == "initialize":
+            _, response = self._accept_initialize(message, session)
+            if self._initialize_delay > 0:
+                await anyio.sleep(self._initialize_delay)  # simulated server work
+            await session.send_standalone(response)
+            return
+        early = not session.initialized and self._gated(message["method"])
+        if early:
+            self._stats.early_requests += 1
+        outcome = await self._run_request(session, message, _Outbound(session, None), early=early)
+        if outcome is not None:
+            await session.send_standalone(outcome)
+
+    async def _handle_legacy_post(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        fate = await self._chaos_gate(receive, send)
+        if fate is None:
+            return
+        session_id = QueryParams(scope["query_string"]).get("session_id")
+        if session_id is None:
+            await self._answer(send, self._dialect.missing_answer)
+            return
+        try:
+            uuid.UUID(hex=session_id)
+        except ValueError:
+            await self._answer(send, HttpAnswer.text(400, "Invalid session ID"))
+            return
+        session = self._live_session(session_id)
+        if session is None and session_id not in self._dead_legacy:
+            await self._answer_gone(send)
+            return
+        body = await _read_body(receive)
+        if body is None:
+            return
+        try:
+            message = json.loads(body)
+        except ValueError:
+            message = None
+        kind = _classify(message)
+        if kind is None:
+            await self._answer(send, HttpAnswer.text(400, "Could not parse message"))
+            return
+        assert isinstance(message, dict)  # checked by _classify
+        if session is not None and kind == "request" and message["method"] != "initialize":
+            if self._expired_by_count(session):
+                session = None  # now dead: accepted, never answered
+            else:
+                session.requests += 1
+        # As the Python SDK 1.x: 202 first, then the message is queued, so two POSTs
+        # in flight can be processed in either order.
+        await self._answer(send, HttpAnswer.text(202, "Accepted"))
+        if session is None:
+            return  # a dead session: accepted, never answered
+        await anyio.sleep(fate.jitter)
+        inbound = session.inbound
+        if inbound is None:
+            return  # the session died meanwhile
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+            await inbound.send(message)
 
     # -- JSON-RPC layer -------------------------------------------------------------
 
-    async def _initialize(
-        self, message: JSON, session_id: str | None, receive: Receive, send: Send
-    ) -> None:
+    def _accept_initialize(
+        self, message: JSON, existing: _Session | None
+    ) -> tuple[_Session | None, JSON]:
+        """Check `initialize`, open (or restart) the session; (session, response)."""
         self._stats.requests["initialize"] += 1
         self._stats.initialize_requests += 1
         request_id = message["id"]
         params = message.get("params")
         problem = _initialize_problem(params)
-        existing = self._sessions.get(session_id) if session_id is not None else None
         if problem is not None:
             error = _error(request_id, _INVALID_PARAMS, "Invalid request parameters", problem)
-
-            async def refuse(_: _Outbound) -> JSON:
-                return error
-
-            await self._respond(receive, send, existing, session_id, refuse)
-            return
+            return existing, error
         assert isinstance(params, dict)  # checked by _initialize_problem
         requested = params["protocolVersion"]
         version = requested if requested in SUPPORTED_PROTOCOL_VERSIONS else LATEST_PROTOCOL_VERSION
         if existing is not None:
             # Re-initializing a live session restarts its handshake.
             session = existing
-            session.initialized = False
+            session.reset_handshake()
             session.protocol_version = version
             session.client_capabilities = params["capabilities"]
         else:
@@ -768,13 +1366,22 @@ class StrictServer:
             },
             "instructions": _catalog.INSTRUCTIONS,
         }
+        return session, _result(request_id, result)
+
+    async def _initialize(
+        self, message: JSON, existing: _Session | None, receive: Receive, send: Send
+    ) -> None:
+        session, response = self._accept_initialize(message, existing)
+        refused = "error" in response
 
         async def answer(_: _Outbound) -> JSON:
-            if self._initialize_delay > 0:
+            if self._initialize_delay > 0 and not refused:
                 await anyio.sleep(self._initialize_delay)  # simulated server work
-            return _result(request_id, result)
+            return response
 
-        await self._respond(receive, send, session, session.id, answer)
+        await self._respond(
+            receive, send, session, session.id if session is not None else None, answer
+        )
 
     async def _on_notification(self, session: _Session, message: JSON) -> None:
         method = message["method"]
@@ -786,7 +1393,7 @@ class StrictServer:
                 await anyio.sleep(self._handshake_delay)  # simulated server work
             # The caller sends the 202 only after this point: when the client sees
             # it, the session is ready.
-            session.initialized = True
+            session.mark_initialized()
         elif method == "notifications/cancelled" and isinstance(params, dict):
             request_id = params.get("requestId")
             if _is_id(request_id):
@@ -804,7 +1411,7 @@ class StrictServer:
                 pending.done.set()
 
     async def _run_request(
-        self, session: _Session, message: JSON, outbound: _Outbound
+        self, session: _Session, message: JSON, outbound: _Outbound, *, early: bool = False
     ) -> JSON | None:
         request_id = message["id"]
         key = json.dumps(request_id)
@@ -812,7 +1419,7 @@ class StrictServer:
         session.in_flight[key] = in_flight
         try:
             with in_flight.scope:
-                return await self._dispatch(session, message, outbound)
+                return await self._dispatch(session, message, outbound, early=early)
         finally:
             if session.in_flight.get(key) is in_flight:
                 del session.in_flight[key]
@@ -822,20 +1429,25 @@ class StrictServer:
             return _error(request_id, 0, "Request cancelled")
         return None
 
-    async def _dispatch(self, session: _Session, message: JSON, outbound: _Outbound) -> JSON:
+    async def _dispatch(
+        self, session: _Session, message: JSON, outbound: _Outbound, *, early: bool
+    ) -> JSON:
         method: str = message["method"]
         request_id = message["id"]
         self._stats.requests[method] += 1
         params = message.get("params", {})
+        if early:
+            code, text, data = self._dialect.early_error(method)
+            return _error(request_id, code, text, data)
         if method == "ping":
             return _result(request_id, {})
         handler = self._handlers.get(method)
         if handler is None:
+            if self._dialect.unknown_as_invalid_params:
+                # The Python SDK 1.x fails to validate an unknown request type.
+                return _error(request_id, _INVALID_PARAMS, "Invalid request parameters", "")
             # As in the Python SDK 2.x: unserved methods are -32601 whatever the state.
             return _error(request_id, _METHOD_NOT_FOUND, "Method not found", method)
-        if not session.initialized:
-            self._stats.early_requests += 1
-            return _error(request_id, _INVALID_PARAMS, "Invalid request parameters", "")
         if not isinstance(params, dict):
             return _error(request_id, _INVALID_PARAMS, "Invalid params: params must be an object")
         try:
@@ -981,6 +1593,9 @@ class StrictServer:
         return _text_result(f"completed {steps} steps")
 
     async def _tool_increment(self, call: _Call, arguments: JSON) -> JSON:
+        key = arguments.get("key")
+        if isinstance(key, str):
+            self._stats.executions[key] += 1
         self._counter += 1
         return _text_result(str(self._counter))
 
@@ -1140,3 +1755,22 @@ async def _start_sse(send: Send, session_id: str | None) -> None:
 
 async def _send_chunk(send: Send, chunk: bytes) -> None:
     await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+
+async def _cut_json(send: Send, session_id: str | None, body: bytes) -> None:
+    """Start a JSON response and close the connection halfway through its body."""
+    headers = [
+        (b"content-type", _JSON_TYPE.encode()),
+        (b"content-length", str(max(len(body), 1)).encode()),
+    ]
+    if session_id is not None:
+        headers.append((_SESSION_HEADER.encode(), session_id.encode()))
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True})
+    # Returning now, with the response incomplete, makes the ASGI server drop the
+    # connection.
+
+
+async def _wait_done(log: EventLog) -> None:
+    while not log.done:
+        await log.changed.wait()

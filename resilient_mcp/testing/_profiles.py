@@ -1,0 +1,233 @@
+"""Server dialects: how a real MCP server answers early requests and missing or gone sessions.
+
+Every answer here is taken from docs/reference server-dialects.md (the source of real
+servers, 2026-08 snapshots); the few marked *generic* are not documented for that server
+and use the spec-conformant Python SDK 2.x answer instead.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Final, Literal, get_args
+
+Profile = Literal[
+    "python-sdk",
+    "python-sdk-2",
+    "python-sdk-sse",
+    "rmcp-legacy",
+    "typescript",
+    "typescript-example",
+    "go",
+    "docker-gateway",
+    "java",
+    "lsp-style",
+    "lenient",
+]
+"""The name of a server dialect `StrictServer` can reproduce."""
+
+PROFILES: Final[tuple[Profile, ...]] = get_args(Profile)
+"""Every profile name, in documentation order."""
+
+DEFAULT_PROFILE: Final[Profile] = "python-sdk-2"
+
+_JSON: Final = "application/json"
+_TEXT: Final = "text/plain; charset=utf-8"
+
+# How a profile treats a request that is processed before `notifications/initialized`:
+# "in-band": a JSON-RPC error in an HTTP 200 answer; the session survives.
+# "http":    an HTTP error status (`early_answer`); the session survives.
+# "kill":    an HTTP error status (`early_answer`) and the session dies.
+# "hold":    no answer until the session is initialized (or the client gives up).
+# "serve":   no gate: the request is served.
+EarlyMode = Literal["in-band", "http", "kill", "hold", "serve"]
+
+# How a profile treats a POST without a session id that is not `initialize`:
+# "answer":    `missing_answer`, nothing else.
+# "trap":      `missing_answer` plus the id of a fresh, never-initialized session that
+#              stays alive (Python SDK 1.x).
+# "discarded": `missing_answer` plus the id of a fresh session that is discarded at
+#              once, so using it gives the gone answer (Python SDK 2.x).
+# "temporary": served by a temporary, uninitialized session that is then discarded,
+#              i.e. the early answer in-band (Go SDK / Docker MCP Gateway).
+MissingMode = Literal["answer", "trap", "discarded", "temporary"]
+
+
+@dataclass(frozen=True)
+class HttpAnswer:
+    """A complete HTTP answer: status, content type and exact body bytes."""
+
+    status: int
+    content_type: str
+    body: bytes
+
+    @classmethod
+    def json(cls, status: int, payload: dict[str, Any]) -> HttpAnswer:
+        # Keys keep the order given, so bodies match the real servers byte for byte.
+        return cls(status, _JSON, json.dumps(payload, separators=(",", ":")).encode())
+
+    @classmethod
+    def text(cls, status: int, text: str) -> HttpAnswer:
+        return cls(status, _TEXT, text.encode())
+
+
+# The Python SDK 2.x answers, also used where a server's own answer is not documented.
+_GENERIC_MISSING: Final = HttpAnswer.json(
+    400,
+    {
+        "jsonrpc": "2.0",
+        "id": None,
+        "error": {"code": -32600, "message": "Bad Request: Missing session ID"},
+    },
+)
+_GENERIC_GONE: Final = HttpAnswer.json(
+    404,
+    {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": "Session not found"}},
+)
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """Everything that differs between profiles."""
+
+    name: Profile
+    early: EarlyMode
+    early_code: int = -32602
+    early_message: str = "Invalid request parameters"
+    """In-band message; ``{method}`` is replaced by the request's method."""
+    early_data: Any = ""
+    early_answer: HttpAnswer | None = None
+    gate_ping: bool = False
+    """Whether `ping` is gated like any other request."""
+    gate_unknown: bool = True
+    """Whether methods the server does not serve are gated (else -32601 at any time)."""
+    unknown_as_invalid_params: bool = False
+    """Unserved methods get -32602 "Invalid request parameters" (Python SDK 1.x)."""
+    missing: MissingMode = "answer"
+    missing_answer: HttpAnswer = _GENERIC_MISSING
+    gone: HttpAnswer = _GENERIC_GONE
+
+    def early_error(self, method: str) -> tuple[int, str, Any]:
+        return self.early_code, self.early_message.replace("{method}", method), self.early_data
+
+
+_PYTHON_2: Final = Dialect(
+    name="python-sdk-2",
+    early="in-band",
+    gate_unknown=False,
+    missing="discarded",
+)
+
+_PYTHON_1: Final = Dialect(
+    name="python-sdk",
+    early="in-band",
+    unknown_as_invalid_params=True,
+    missing="trap",
+    missing_answer=HttpAnswer.json(
+        400,
+        {
+            "jsonrpc": "2.0",
+            "id": "server-error",
+            "error": {"code": -32600, "message": "Bad Request: Missing session ID"},
+        },
+    ),
+)
+
+_RMCP_LEGACY: Final = Dialect(
+    name="rmcp-legacy",
+    early="kill",
+    gate_ping=True,
+    early_answer=HttpAnswer.text(
+        500, "Encounter an error when get session: Session error: Session service terminated"
+    ),
+    missing_answer=HttpAnswer.text(422, "Unexpected message, expect initialize request"),
+    gone=HttpAnswer.text(404, "Not Found: Session not found"),
+)
+
+_TS_NOT_INITIALIZED: Final = HttpAnswer.json(
+    400,
+    {
+        "jsonrpc": "2.0",
+        "error": {"code": -32000, "message": "Bad Request: Server not initialized"},
+        "id": None,
+    },
+)
+
+_TYPESCRIPT: Final = Dialect(
+    name="typescript",
+    early="http",
+    early_answer=_TS_NOT_INITIALIZED,
+    missing_answer=_TS_NOT_INITIALIZED,
+    gone=HttpAnswer.json(
+        404,
+        {"jsonrpc": "2.0", "error": {"code": -32001, "message": "Session not found"}, "id": None},
+    ),
+)
+
+_NO_VALID_SESSION: Final = HttpAnswer.json(
+    400,
+    {
+        "jsonrpc": "2.0",
+        "error": {"code": -32000, "message": "Bad Request: No valid session ID provided"},
+        "id": None,
+    },
+)
+
+_TYPESCRIPT_EXAMPLE: Final = Dialect(
+    name="typescript-example",
+    early="http",
+    early_answer=_TS_NOT_INITIALIZED,
+    missing_answer=_NO_VALID_SESSION,
+    gone=_NO_VALID_SESSION,
+)
+
+_GO: Final = Dialect(
+    name="go",
+    early="in-band",
+    early_code=0,
+    early_message='method "{method}" is invalid during session initialization',
+    early_data=None,
+    missing="temporary",
+    # Go's http.Error: text/plain, nosniff, and a trailing newline.
+    gone=HttpAnswer.text(404, "session not found\n"),
+)
+
+_JAVA: Final = Dialect(name="java", early="hold")
+
+_LSP: Final = Dialect(
+    name="lsp-style",
+    early="in-band",
+    early_code=-32002,
+    early_message="Server not initialized",
+    early_data=None,
+)
+
+_LENIENT: Final = Dialect(name="lenient", early="serve")
+
+# Legacy HTTP+SSE: the early answer travels as an SSE `message` event; the HTTP layer
+# is handled separately (202 before queueing, 202-then-silence for dead sessions).
+_PYTHON_SSE: Final = Dialect(
+    name="python-sdk-sse",
+    early="in-band",
+    unknown_as_invalid_params=True,
+    missing_answer=HttpAnswer.text(400, "session_id is required"),
+    gone=HttpAnswer.text(404, "Could not find session"),
+)
+
+DIALECTS: Final[dict[str, Dialect]] = {
+    dialect.name: dialect
+    for dialect in (
+        _PYTHON_1,
+        _PYTHON_2,
+        _PYTHON_SSE,
+        _RMCP_LEGACY,
+        _TYPESCRIPT,
+        _TYPESCRIPT_EXAMPLE,
+        _GO,
+        _JAVA,
+        _LSP,
+        _LENIENT,
+    )
+}
+DIALECTS["docker-gateway"] = _GO
+assert set(DIALECTS) == set(PROFILES)
