@@ -627,33 +627,14 @@ class Session:
             generation = self._generation
             try:
                 return await self._attempt(method, params, deadline, per_request, progress, attempt)
-            except _HandshakeFailed as failed:
-                # The call never went out: the session it waited for did not come (a
-                # refused connection, a 503 on `initialized`...). Retry with backoff if
-                # that was transient; it uses up an attempt like any failure to get
-                # through, so an unreachable server is given up on after `attempts`.
-                exc = failed.error
-                again, _ = retry_decision(exc, safe=True)
-                failures += 1
-                delay = policy.backoff(failures, getattr(exc, "retry_after", None))
-                if (
-                    not again
-                    or failures >= policy.attempts
-                    or anyio.current_time() + delay >= deadline
-                ):
-                    raise exc from exc.__cause__
-                self._log.info(
-                    "request.retry",
-                    method=method,
-                    attempt=attempt,
-                    error=type(exc).__name__,
-                    delay_ms=round(delay * 1000, 1),
-                )
-                if delay > 0:
-                    await policy.sleep(delay)  # backoff
-                continue
-            except MCPError as exc:
-                again, rehandshake = retry_decision(exc, safe=safe)
+            except (_HandshakeFailed, MCPError) as caught:
+                in_gate = isinstance(caught, _HandshakeFailed)
+                exc = caught.error if isinstance(caught, _HandshakeFailed) else caught
+                # In the gate, the call never went out: the session it waited for did not
+                # come (a refused connection, a 503 on `initialized`...); retrying it is
+                # always safe, and it uses up an attempt like any failure to get through,
+                # so an unreachable server is given up on after `attempts`.
+                again, rehandshake = retry_decision(exc, safe=safe or in_gate)
                 if isinstance(exc, InvalidParams) and exc.may_be_not_initialized:
                     # One new handshake settles it; after that it is a real -32602.
                     again = rehandshake = not ambiguous_retried
@@ -671,11 +652,9 @@ class Session:
                     exhausted = failures >= policy.attempts
                     delay = policy.backoff(failures, getattr(exc, "retry_after", None))
                 if not again or exhausted or anyio.current_time() + delay >= deadline:
-                    final = self._final_error(exc, method, params, safe)
-                    if final is exc:
-                        raise
-                    raise final from exc
-                self.stats.retries += 1
+                    final = exc if in_gate else self._final_error(exc, method, params, safe)
+                    raise final from (exc.__cause__ if final is exc else exc)
+                self.stats.retries += not in_gate  # a call parked in the gate was not re-sent
                 self._log.info(
                     "request.retry",
                     method=method,
@@ -685,7 +664,7 @@ class Session:
                 )
                 if delay > 0:
                     await policy.sleep(delay)  # backoff: the only kind of sleep we do
-                attempt += 1
+                attempt += not in_gate
 
     def _final_error(
         self, error: MCPError, method: str, params: Mapping[str, Any] | None, safe: bool
