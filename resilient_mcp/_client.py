@@ -6,7 +6,7 @@ import enum
 import math
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
 import anyio
 import anyio.abc
@@ -25,6 +25,7 @@ from ._exceptions import (
 from ._log import Logger, default_logger, redact_url
 from ._retry import RetryPolicy
 from ._session import Handlers, ProgressCallback, Session, SessionState, SessionStats
+from ._sse_transport import LegacySSETransport
 from ._transport import StreamableHTTPTransport
 from .types import (
     CallToolResult,
@@ -68,7 +69,9 @@ class Client:
 
     Create it with :func:`connect`. Calls may be made from any task; a call made before
     the session is ready waits for it (see ``wait_ready`` on :func:`connect`). Enter and
-    exit the ``async with`` block in the same task.
+    exit the ``async with`` block in the same task. The keyword arguments are those of
+    :func:`connect`; ``transport="sse"`` speaks the legacy HTTP+SSE transport
+    (MCP 2024-11-05) instead of Streamable HTTP.
 
     Every method raises :class:`~resilient_mcp.MCPError` subclasses only; the
     ``Raises`` sections name the ones specific to that method.
@@ -88,6 +91,7 @@ class Client:
         wait_ready: bool = True,
         logger: Logger | None = None,
         retry: RetryPolicy | None = None,
+        transport: Literal["streamable-http", "sse"] = "streamable-http",
     ) -> None:
         if not url.startswith(("http://", "https://")):
             raise UsageError(f"unsupported URL {redact_url(url)!r}: expected http:// or https://")
@@ -97,7 +101,12 @@ class Client:
         self._wait_ready = wait_ready
         base_log = logger if logger is not None else default_logger()
         self._log = base_log.bind(url=redact_url(url))
-        transport = StreamableHTTPTransport(
+        if transport not in ("streamable-http", "sse"):
+            raise UsageError(
+                f"unknown transport {transport!r}: expected 'streamable-http' or 'sse'"
+            )
+        transport_class = LegacySSETransport if transport == "sse" else StreamableHTTPTransport
+        wire = transport_class(
             url,
             headers=headers,
             auth=auth,
@@ -107,7 +116,7 @@ class Client:
             logger=self._log,
         )
         self._session = Session(
-            transport,
+            wire,
             timeouts=self._timeouts,
             limits=self._limits,
             handlers=handlers or Handlers(),
@@ -547,6 +556,7 @@ def connect(
     wait_ready: bool = True,
     logger: Logger | None = None,
     retry: RetryPolicy | None = None,
+    transport: Literal["streamable-http", "sse"] = "streamable-http",
 ) -> Client:
     """Connect to the MCP server at ``url`` (use as ``async with``).
 
@@ -564,6 +574,11 @@ def connect(
             raises its failure; if false it returns at once and calls wait in the gate.
         logger: a structlog logger to use instead of the ``resilient_mcp`` stdlib logger.
         retry: how failed requests are retried (only when safe); see :class:`RetryPolicy`.
+        transport: the wire protocol. ``"streamable-http"`` (default) for servers of
+            MCP 2025-03-26 and later; ``"sse"`` for the legacy HTTP+SSE transport of
+            MCP 2024-11-05 (``url`` is then the SSE endpoint, e.g. ``.../sse``: one GET
+            stream per session, messages POSTed to the URL its ``endpoint`` event
+            names). There is no automatic detection: pick the one the server speaks.
 
     Returns:
         A :class:`Client`, to be entered with ``async with``.
@@ -584,4 +599,5 @@ def connect(
         wait_ready=wait_ready,
         logger=logger,
         retry=retry,
+        transport=transport,
     )

@@ -326,6 +326,7 @@ class Session:
         task_group.start_soon(self._notification_worker, receive)
         if self._timeouts.keepalive is not None:
             task_group.start_soon(self._keepalive, self._timeouts.keepalive)
+        self._transport.set_connection_lost_handler(self.connection_lost)
         await self._transport.open(self._on_message, task_group)
 
     async def wait_ready(self, deadline: float = math.inf) -> None:
@@ -514,7 +515,12 @@ class Session:
             self._log.debug("session.state", state="closed")
 
     def connection_lost(self, reason: str) -> None:
-        """Fail every pending request at once (for transports with one shared channel)."""
+        """Fail every pending request at once (for transports with one shared channel).
+
+        The channel was the session's (legacy SSE: a new stream is a new session), so
+        one new handshake is started too (single flight, see :meth:`recover`).
+        """
+        self.recover(self._generation, "stream lost")
         for request_id, pending in list(self._pending.items()):
             pending.resolve(
                 error=ConnectionLost(

@@ -135,6 +135,13 @@ class Transport(abc.ABC):
                 this request (only this request).
         """
 
+    def set_connection_lost_handler(self, handler: Callable[[str], None]) -> None:  # noqa: B027
+        """Register ``handler(reason)``, called when a shared channel (one that carries
+        the answers of many requests) ends: every pending request has lost its answer.
+
+        Optional hook: transports whose answers come per request ignore it.
+        """
+
     async def start_listening(self) -> None:  # noqa: B027 - optional hook, default is none
         """Open the server→client channel, if the transport has an optional one."""
 
