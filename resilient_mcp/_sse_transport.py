@@ -38,13 +38,17 @@ from ._exceptions import (
 )
 from ._log import Logger
 from ._sse import SSEDecoder, SSEEventTooLarge
-from ._transport import Deliver, Transport, _shared_ssl_context, map_transport_errors
+from ._transport import (
+    _ERROR_BODY_LIMIT,
+    _JSON,
+    _SSE,
+    Deliver,
+    Transport,
+    _shared_ssl_context,
+    map_transport_errors,
+)
 
 __all__ = ["LegacySSETransport"]
-
-_JSON = "application/json"
-_SSE = "text/event-stream"
-_ERROR_BODY_LIMIT = 64 * 1024
 
 
 class _Stream:
