@@ -24,7 +24,6 @@ from urllib.parse import urljoin
 import anyio
 import anyio.abc
 import httpx
-from httpx._client import UseClientDefault
 
 from ._classify import FailureContext, classify_http
 from ._config import Limits, Timeouts
@@ -43,8 +42,7 @@ from ._transport import (
     _JSON,
     _SSE,
     Deliver,
-    Transport,
-    _shared_ssl_context,
+    HTTPTransportBase,
     map_transport_errors,
 )
 
@@ -69,7 +67,7 @@ class _Stream:
         self.scope.cancel()
 
 
-class LegacySSETransport(Transport):
+class LegacySSETransport(HTTPTransportBase):
     """HTTP+SSE (MCP 2024-11-05), client side. Same keywords as the Streamable HTTP one."""
 
     def __init__(
@@ -83,30 +81,23 @@ class LegacySSETransport(Transport):
         limits: Limits,
         logger: Logger,
     ) -> None:
-        self._url = httpx.URL(url)
-        self._extra_headers = dict(headers or {})
-        self._auth = auth
-        self._owns_client = http_client is None
-        self._client = http_client
-        self._timeouts = timeouts
-        self._max_size = limits.max_message_size
-        self._max_connections = limits.max_connections
-        self._log = logger
+        super().__init__(
+            url,
+            headers=headers,
+            auth=auth,
+            http_client=http_client,
+            timeouts=timeouts,
+            limits=limits,
+            logger=logger,
+        )
         self._deliver: Deliver | None = None
         self._on_lost: Callable[[str], None] = _ignore
-        self._task_group: anyio.abc.TaskGroup | None = None
         self._stream: _Stream | None = None
         # Set when the stream of the current session ended: nothing may be sent until
         # the next handshake (a new GET now would be a new, uninitialized session).
         self._lost = False
-        self._closed = False
         self._connect_lock = anyio.Lock()
         self._syncs = 0
-        self._http_timeout = httpx.Timeout(
-            connect=timeouts.connect, read=None, write=timeouts.connect, pool=None
-        )
-        self.session_id = None
-        self.protocol_version = None
 
     @property
     def endpoint(self) -> str | None:
@@ -121,17 +112,8 @@ class LegacySSETransport(Transport):
         # Nothing on the network yet: the GET stream is opened by the first send.
         self._deliver = deliver
         self._task_group = task_group
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                verify=_shared_ssl_context(),
-                timeout=self._http_timeout,
-                follow_redirects=False,
-                limits=httpx.Limits(
-                    # The GET stream holds one connection for the session's lifetime.
-                    max_connections=self._max_connections + 1,
-                    max_keepalive_connections=self._max_connections + 1,
-                ),
-            )
+        # The GET stream holds one connection for the session's lifetime.
+        self._open_client(max_connections=self._max_connections + 1)
 
     # --- sending ---------------------------------------------------------------------
 
@@ -361,23 +343,12 @@ class LegacySSETransport(Transport):
     async def aclose(self) -> None:
         self._closed = True
         self._drop_stream()
-        if self._owns_client and self._client is not None:
-            with anyio.CancelScope(shield=True):
-                await self._client.aclose()
-        self._client = None if self._owns_client else self._client
+        await self._close_client()
 
     def _drop_stream(self) -> None:
         stream, self._stream = self._stream, None
         if stream is not None:
             stream.stop()
-
-    def _auth_arg(self) -> httpx.Auth | UseClientDefault:
-        return self._auth if self._auth is not None else httpx.USE_CLIENT_DEFAULT
-
-    def _require_client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            raise ProtocolError("transport is not open")
-        return self._client
 
 
 async def _read_limited(response: httpx.Response, limit: int) -> bytes:

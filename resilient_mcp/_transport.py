@@ -42,7 +42,13 @@ from ._log import Logger
 from ._retry import backoff_sleep
 from ._sse import SSEDecoder, SSEEventTooLarge
 
-__all__ = ["Deliver", "StreamableHTTPTransport", "Transport", "map_transport_errors"]
+__all__ = [
+    "Deliver",
+    "HTTPTransportBase",
+    "StreamableHTTPTransport",
+    "Transport",
+    "map_transport_errors",
+]
 
 Deliver = Callable[[Any], None]
 """Called with every decoded message from the server (any JSON value; the session checks)."""
@@ -156,8 +162,12 @@ class Transport(abc.ABC):
         """End the session on the server (best effort) and release resources."""
 
 
-class StreamableHTTPTransport(Transport):
-    """Streamable HTTP (MCP 2025-03-26 … 2025-11-25), client side."""
+class HTTPTransportBase(Transport):
+    """What the HTTP transports share: the URL, headers and auth, and the httpx client.
+
+    A client passed in by the user is used and never closed; otherwise one is created on
+    :meth:`open` (with the process-wide SSL context) and closed by :meth:`aclose`.
+    """
 
     def __init__(
         self,
@@ -178,16 +188,10 @@ class StreamableHTTPTransport(Transport):
         self._client = http_client
         self._timeouts = timeouts
         self._max_size = limits.max_message_size
-        self._log = logger
-        self._deliver: Deliver = _nowhere
-        self._task_group: anyio.abc.TaskGroup | None = None
-        self._listening = False
-        self._closed = False
-        # httpcore's pool rescans every queued request against every connection on each
-        # change (quadratic): 500 callers on 100 connections spend >90% of their time
-        # there. Few exchanges at a time, the rest queued here at O(1); see _admission.
-        self._admission = Admission(limits.max_connections, long_after=limits.long_request)
         self._max_connections = limits.max_connections
+        self._log = logger
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._closed = False
         # Per-request httpx timeouts: connect is bounded here, reading is bounded by the
         # request's own deadline (an SSE response may legitimately be quiet for long).
         self._http_timeout = httpx.Timeout(
@@ -195,6 +199,64 @@ class StreamableHTTPTransport(Transport):
         )
         self.session_id = None
         self.protocol_version = None
+
+    def _open_client(self, *, max_connections: int) -> None:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                verify=_shared_ssl_context(),
+                timeout=self._http_timeout,
+                follow_redirects=False,
+                limits=httpx.Limits(
+                    max_connections=max_connections,
+                    # Pooled: the admitted exchanges and the GET stream.
+                    max_keepalive_connections=self._max_connections + 1,
+                ),
+            )
+
+    async def _close_client(self) -> None:
+        if self._owns_client and self._client is not None:
+            with anyio.CancelScope(shield=True):
+                await self._client.aclose()
+            self._client = None
+
+    def _auth_arg(self) -> httpx.Auth | UseClientDefault:
+        return self._auth if self._auth is not None else httpx.USE_CLIENT_DEFAULT
+
+    def _require_client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            raise ProtocolError("transport is not open")
+        return self._client
+
+
+class StreamableHTTPTransport(HTTPTransportBase):
+    """Streamable HTTP (MCP 2025-03-26 … 2025-11-25), client side."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None,
+        auth: httpx.Auth | None,
+        http_client: httpx.AsyncClient | None,
+        timeouts: Timeouts,
+        limits: Limits,
+        logger: Logger,
+    ) -> None:
+        super().__init__(
+            url,
+            headers=headers,
+            auth=auth,
+            http_client=http_client,
+            timeouts=timeouts,
+            limits=limits,
+            logger=logger,
+        )
+        self._deliver: Deliver = _nowhere
+        self._listening = False
+        # httpcore's pool rescans every queued request against every connection on each
+        # change (quadratic): 500 callers on 100 connections spend >90% of their time
+        # there. Few exchanges at a time, the rest queued here at O(1); see _admission.
+        self._admission = Admission(limits.max_connections, long_after=limits.long_request)
 
     @property
     def listening(self) -> bool:
@@ -205,18 +267,8 @@ class StreamableHTTPTransport(Transport):
         self._deliver = deliver
         self._task_group = task_group
         task_group.start_soon(self._admission.run)
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                verify=_shared_ssl_context(),
-                timeout=self._http_timeout,
-                follow_redirects=False,
-                limits=httpx.Limits(
-                    # Room for long exchanges (which stop counting against the admission
-                    # limit) and the GET stream; only the admitted ones stay pooled.
-                    max_connections=max(_POOL_CAP, self._max_connections + 1),
-                    max_keepalive_connections=self._max_connections + 1,
-                ),
-            )
+        # Room for long exchanges, which stop counting against the admission limit.
+        self._open_client(max_connections=max(_POOL_CAP, self._max_connections + 1))
 
     # --- sending ---------------------------------------------------------------------
 
@@ -499,10 +551,7 @@ class StreamableHTTPTransport(Transport):
         try:
             await self.end_session()
         finally:
-            if self._owns_client and self._client is not None:
-                with anyio.CancelScope(shield=True):
-                    await self._client.aclose()
-            self._client = None if self._owns_client else self._client
+            await self._close_client()
 
     async def _terminate(self) -> None:
         client = self._require_client()
@@ -519,14 +568,6 @@ class StreamableHTTPTransport(Transport):
             return
         # 405: the server does not let clients end sessions; that is allowed.
         self._log.debug("session.deleted", status=response.status_code)
-
-    def _auth_arg(self) -> httpx.Auth | UseClientDefault:
-        return self._auth if self._auth is not None else httpx.USE_CLIENT_DEFAULT
-
-    def _require_client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            raise ProtocolError("transport is not open")
-        return self._client
 
 
 class _Stream:
