@@ -1,7 +1,10 @@
 """Real MCP servers for tests and demos: strict, dialect-faithful and fault-injecting.
 
-`StrictServer` speaks Streamable HTTP (protocol 2025-11-25, stateful sessions). By
-default it is as strict as the Python SDK: requests processed before
+`StrictServer` speaks Streamable HTTP: by default the legacy era (protocol 2025-11-25,
+`initialize`, stateful sessions); ``era="modern"`` the handshake-free protocol 2026-07-28
+(per-request `_meta`, `server/discover`, `input_required`, `subscriptions/listen`), and
+``era="dual"`` both, as the mcp 2.3 server does. By default it is as strict as the
+Python SDK: requests processed before
 ``notifications/initialized`` get ``-32602 "Invalid request parameters"``.
 ``profile=`` reproduces another real server's answers to early requests and missing
 or gone sessions (`PROFILES`), and ``chaos=Chaos(...)`` injects seeded faults: session
@@ -23,11 +26,13 @@ Needs the ``testing`` extra (starlette and uvicorn). It never imports the client
 from resilient_mcp.testing._chaos import Chaos
 from resilient_mcp.testing._profiles import PROFILES, Profile
 from resilient_mcp.testing._serve import RunningServer, ServerContext, serve
-from resilient_mcp.testing._server import ServerStats, StrictServer
+from resilient_mcp.testing._server import ERAS, Era, ServerStats, StrictServer
 
 __all__ = [
+    "ERAS",
     "PROFILES",
     "Chaos",
+    "Era",
     "Profile",
     "RunningServer",
     "ServerContext",

@@ -18,6 +18,12 @@ INSTRUCTIONS: Final = (
     "'Invalid request parameters'."
 )
 
+MODERN_INSTRUCTIONS: Final = (
+    "A strict MCP test server speaking protocol 2026-07-28: every request carries its "
+    "protocol version and capabilities in _meta; server-to-client requests arrive as "
+    "input_required results; change notifications need subscriptions/listen."
+)
+
 CAPABILITIES: Final[JSON] = {
     "tools": {"listChanged": True},
     "resources": {"subscribe": True, "listChanged": True},

@@ -106,6 +106,12 @@ class Dialect:
     missing: MissingMode = "answer"
     missing_answer: HttpAnswer = _GENERIC_MISSING
     gone: HttpAnswer = _GENERIC_GONE
+    header_versions: tuple[str, ...] | None = None
+    """Servers that check the `MCP-Protocol-Version` header of every POST before they
+    look at sessions (Go): the versions they accept. None: no such early check."""
+    unsupported_version: HttpAnswer | None = None
+    """What those servers answer a POST whose header names another version, e.g. the
+    modern probe's ``2026-07-28``."""
 
     def early_error(self, method: str) -> tuple[int, str, Any]:
         return self.early_code, self.early_message.replace("{method}", method), self.early_data
@@ -181,6 +187,8 @@ _TYPESCRIPT_EXAMPLE: Final = Dialect(
     gone=_NO_VALID_SESSION,
 )
 
+_GO_VERSIONS: Final = ("2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05")
+
 _GO: Final = Dialect(
     name="go",
     early="in-band",
@@ -190,6 +198,15 @@ _GO: Final = Dialect(
     missing="temporary",
     # Go's http.Error: text/plain, nosniff, and a trailing newline.
     gone=HttpAnswer.text(404, "session not found\n"),
+    # go-sdk <= v1.6 StreamableHTTPHandler.ServeHTTP: after the session lookup, before a
+    # session-less POST gets its temporary session.
+    header_versions=_GO_VERSIONS,
+    unsupported_version=HttpAnswer.text(
+        400,
+        "Bad Request: Unsupported protocol version (supported versions: "
+        + ",".join(_GO_VERSIONS)
+        + ")\n",
+    ),
 )
 
 _JAVA: Final = Dialect(name="java", early="hold")

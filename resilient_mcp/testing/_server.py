@@ -1,7 +1,9 @@
-"""StrictServer: a stateful Streamable HTTP MCP server that is as strict as a real one.
+"""StrictServer: a Streamable HTTP MCP server that is as strict as a real one.
 
-By default it behaves like the Python SDK 2.x; `profile=` selects another server's
-dialect (see `_profiles`), `chaos=` adds seeded faults (see `_chaos`).
+By default it is a stateful legacy-era server (the `initialize` handshake, sessions) that
+behaves like the Python SDK 2.x; `profile=` selects another server's dialect (see
+`_profiles`), `chaos=` adds seeded faults (see `_chaos`), and `era=` adds or selects the
+handshake-free 2026-07-28 era (see `_modern`).
 
 Everything runs on anyio, so the ASGI app works under any ASGI server (uvicorn on
 asyncio in `serve()`, or a trio-based server when mounted elsewhere).
@@ -22,26 +24,39 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from starlette.applications import Starlette
 from starlette.datastructures import Headers, QueryParams
+from starlette.middleware import Middleware
 from starlette.routing import Route
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from resilient_mcp.testing import _catalog
 from resilient_mcp.testing._catalog import JSON
 from resilient_mcp.testing._chaos import Chaos, Dice, Fate
 from resilient_mcp.testing._events import EventKind, EventLog
+from resilient_mcp.testing._modern import (
+    HANDSHAKE_PROTOCOL_VERSIONS,
+    MODERN_PROTOCOL_VERSION,
+    Context,
+    ModernEra,
+    ModernError,
+    accepts,
+    is_modern_request,
+)
 from resilient_mcp.testing._profiles import DEFAULT_PROFILE, DIALECTS, PROFILES, HttpAnswer, Profile
 
 ENDPOINT_PATH: Final = "/mcp"
 SSE_PATH: Final = "/sse"
 MESSAGES_PATH: Final = "/messages/"
 LATEST_PROTOCOL_VERSION: Final = "2025-11-25"
+Era = Literal["legacy", "modern", "dual"]
+"""Which protocol era(s) a `StrictServer` speaks."""
+ERAS: Final[tuple[Era, ...]] = ("legacy", "modern", "dual")
 SUPPORTED_PROTOCOL_VERSIONS: Final = ("2025-11-25", "2025-06-18", "2025-03-26")
 
 _PARSE_ERROR: Final = -32700
@@ -119,6 +134,20 @@ class ServerStats:
     expiry noticed on GET or DELETE: the number of POSTs so far)."""
     restarts: int = 0
     """Calls of `StrictServer.restart()`."""
+    discover_requests: int = 0
+    """`server/discover` requests received, in any era: the modern answers and a legacy
+    profile's rejections of a modern probe alike (a POST refused by chaos before it is
+    read is not counted). A client that caches the server's era sends one per server."""
+    modern_requests: int = 0
+    """Requests handled by the modern (2026-07-28) era, whatever the answer: results,
+    validation errors (-32602, -32020, -32022) and unknown methods (-32601)."""
+    modern_cancellations: int = 0
+    """Modern requests (listen streams included) whose client closed the response stream
+    before the end: the 2026-07-28 cancellation signal."""
+    input_required_results: int = 0
+    """`input_required` results sent (each round of a multi round-trip request)."""
+    subscriptions_opened: int = 0
+    """`subscriptions/listen` streams opened (acknowledged)."""
 
     @property
     def total_requests(self) -> int:
@@ -172,6 +201,8 @@ class _Session:
     inbound: MemoryObjectSendStream[JSON] | None = None
     """Legacy SSE: where POSTed messages queue for processing."""
     log_level: str = "info"
+    subscriptions: set[str] = field(default_factory=set)
+    """Resource URIs subscribed with `resources/subscribe` (legacy era)."""
     get_stream: MemoryObjectSendStream[JSON] | None = None
     in_flight: dict[str, _InFlight] = field(default_factory=dict)
     pending: dict[int, _Pending] = field(default_factory=dict)
@@ -326,14 +357,7 @@ def _sse_event(event_id: str, message: JSON | None) -> bytes:
     return b"event: message\nid: " + event_id.encode() + b"\ndata: " + _dumps(message) + b"\n\n"
 
 
-def _accepts(headers: Headers) -> tuple[bool, bool]:
-    """(accepts JSON, accepts SSE), with RFC 9110 wildcards as the Python SDK reads them."""
-    types = {part.split(";")[0].strip().lower() for part in headers.get("accept", "").split(",")}
-    wildcard = "*/*" in types
-    return (
-        wildcard or bool(types & {_JSON_TYPE, "application/*"}),
-        wildcard or bool(types & {_SSE_TYPE, "text/*"}),
-    )
+_accepts = accepts
 
 
 def _is_id(value: Any) -> bool:
@@ -411,14 +435,49 @@ class _Endpoint:
         await self._handler(scope, receive, send)
 
 
+class _SsePostCounter:
+    """ASGI middleware of the legacy SSE profile: counts POSTs to `/sse` (a modern or
+    Streamable HTTP probe) in `ServerStats`, then lets the app answer them unchanged."""
+
+    def __init__(self, app: ASGIApp, server: StrictServer) -> None:
+        self._app = app
+        self._server = server
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not (
+            scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == SSE_PATH
+        ):
+            await self._app(scope, receive, send)
+            return
+        body = await _read_body(receive)
+        if body is None:
+            return
+        with contextlib.suppress(ValueError):
+            message = json.loads(body)
+            if isinstance(message, dict) and message.get("method") == "server/discover":
+                self._server._stats.discover_requests += 1
+        self._server._stats.http_rejections[405] += 1
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self._app(scope, replay, send)
+
+
 _Work = Callable[["_Outbound"], Awaitable[JSON | None]]
 
 
 class StrictServer:
-    """A stateful Streamable HTTP MCP server that is as strict as a real one.
+    """A Streamable HTTP MCP server that is as strict as a real one.
 
-    It speaks protocol 2025-11-25 (and accepts 2025-06-18 and 2025-03-26) at the
-    endpoint `/mcp` and issues `Mcp-Session-Id` on `initialize`. How it treats a
+    In the legacy era (the default) it speaks protocol 2025-11-25 (and accepts
+    2025-06-18 and 2025-03-26) at the endpoint `/mcp` and issues `Mcp-Session-Id` on
+    `initialize`. How it treats a
     request processed before the session's `notifications/initialized` has been
     processed, a POST without a session and a session that is gone depends on
     `profile`; the default, ``"python-sdk-2"``, answers early requests with the
@@ -426,8 +485,24 @@ class StrictServer:
     "data": ""}`` like the Python SDK. `PROFILES` lists every profile and
     docs/testing.md what each one sends.
 
+    With ``era="modern"`` it speaks the handshake-free protocol 2026-07-28 instead (no
+    `initialize`, no sessions, per-request `_meta`, `server/discover`, `input_required`
+    results, `subscriptions/listen`), as the spec and the `mcp` 2.3 server do; with
+    ``era="dual"`` it speaks both, choosing per POST as `mcp` 2.3 does: an
+    `MCP-Protocol-Version` header naming anything but a handshake-era version (2024-11-05
+    … 2025-11-25) goes to the modern era, everything else (`initialize`, session
+    requests, requests without the header) to the legacy era and its profile. A legacy
+    server answers a modern probe (a `server/discover` POST without a session) exactly
+    as the real server of its profile does.
+
     All parameters are keyword-only and fixed for the server's lifetime:
 
+    - `era`: ``"legacy"`` (default), ``"modern"`` or ``"dual"``.
+    - `modern_versions`: the modern protocol versions served, newest last; a request for
+      another one gets -32022 with ``data.supported`` set to these (also the
+      ``supportedVersions`` of `server/discover`).
+    - `ttl_ms`, `cache_scope`: the caching hints of modern cacheable results
+      (`server/discover`, the `*/list` methods and `resources/read`).
     - `profile`: the server dialect to reproduce (a name from `PROFILES`).
     - `chaos`: faults to inject (`Chaos`), None for none.
     - `json_response`: answer requests with `application/json` (default) or, when False,
@@ -445,12 +520,17 @@ class StrictServer:
     time.
 
     Raises:
-        ValueError: for an unknown profile or an out-of-range parameter.
+        ValueError: for an unknown profile or era, an out-of-range parameter, or a modern
+            era with the legacy SSE profile.
     """
 
     def __init__(
         self,
         *,
+        era: Era = "legacy",
+        modern_versions: tuple[str, ...] = (MODERN_PROTOCOL_VERSION,),
+        ttl_ms: int = 0,
+        cache_scope: Literal["public", "private"] = "private",
         profile: Profile = DEFAULT_PROFILE,
         chaos: Chaos | None = None,
         json_response: bool = True,
@@ -468,6 +548,24 @@ class StrictServer:
             raise ValueError("extra_tools must be >= 0")
         if page_size is not None and page_size < 1:
             raise ValueError("page_size must be >= 1 or None")
+        if era not in ERAS:
+            raise ValueError(f"unknown era {era!r}; choose one of {', '.join(ERAS)}")
+        if era != "legacy" and profile == "python-sdk-sse":
+            raise ValueError("the python-sdk-sse profile is legacy HTTP+SSE; use era='legacy'")
+        modern_versions = tuple(modern_versions)
+        if not modern_versions or not all(
+            isinstance(v, str) and v and v not in HANDSHAKE_PROTOCOL_VERSIONS
+            for v in modern_versions
+        ):
+            raise ValueError("modern_versions must be non-empty modern (not handshake) versions")
+        if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, int) or ttl_ms < 0:
+            raise ValueError("ttl_ms must be an int >= 0")
+        if cache_scope not in ("public", "private"):
+            raise ValueError("cache_scope must be 'public' or 'private'")
+        self._era: Era = era
+        self._modern_versions = modern_versions
+        self._ttl_ms = ttl_ms
+        self._cache_scope: Literal["public", "private"] = cache_scope
         self._profile: Profile = profile
         self._dialect = DIALECTS[profile]
         self._chaos = chaos if chaos is not None else Chaos()
@@ -515,6 +613,7 @@ class StrictServer:
             definition = _catalog.extra_tool(index)
             self._tools[definition["name"]] = (definition, self._tool_extra)
         self._tool_list = [definition for definition, _ in self._tools.values()]
+        self._modern = ModernEra(self, secrets.token_bytes(32))
 
         self._handlers: dict[str, _Handler] = {
             "tools/list": self._tools_list,
@@ -522,8 +621,8 @@ class StrictServer:
             "resources/list": self._resources_list,
             "resources/templates/list": self._resource_templates_list,
             "resources/read": self._resources_read,
-            "resources/subscribe": self._empty,
-            "resources/unsubscribe": self._empty,
+            "resources/subscribe": self._subscribe,
+            "resources/unsubscribe": self._unsubscribe,
             "prompts/list": self._prompts_list,
             "prompts/get": self._prompts_get,
             "completion/complete": self._complete,
@@ -544,8 +643,28 @@ class StrictServer:
 
     @property
     def profile(self) -> Profile:
-        """The server dialect this server reproduces."""
+        """The server dialect this server reproduces (in its legacy era)."""
         return self._profile
+
+    @property
+    def era(self) -> Era:
+        """The protocol era(s) this server speaks: "legacy", "modern" or "dual"."""
+        return self._era
+
+    @property
+    def modern_versions(self) -> tuple[str, ...]:
+        """The modern protocol versions served (`server/discover` supportedVersions)."""
+        return self._modern_versions
+
+    @property
+    def ttl_ms(self) -> int:
+        """`ttlMs` of modern cacheable results."""
+        return self._ttl_ms
+
+    @property
+    def cache_scope(self) -> Literal["public", "private"]:
+        """`cacheScope` of modern cacheable results."""
+        return self._cache_scope
 
     @property
     def chaos(self) -> Chaos | None:
@@ -600,8 +719,11 @@ class StrictServer:
                     MESSAGES_PATH, endpoint=_Endpoint(self._handle_legacy_post), methods=["POST"]
                 ),
             ]
-        else:
-            routes = [Route(ENDPOINT_PATH, endpoint=_Endpoint(self._handle_http))]
+            # A modern probe POSTs to the SSE URL and gets Starlette's own 405 (as from
+            # the real server); the middleware only counts it.
+            middleware = [Middleware(_SsePostCounter, server=self)]
+            return Starlette(routes=routes, middleware=middleware, lifespan=self._lifespan)
+        routes = [Route(ENDPOINT_PATH, endpoint=_Endpoint(self._handle_http))]
         return Starlette(routes=routes, lifespan=self._lifespan)
 
     def restart(self) -> None:
@@ -616,6 +738,34 @@ class StrictServer:
             RuntimeError: the server's event loop did not run the restart in time.
         """
         self._in_server_loop(self._restart_now)
+
+    def notify_tools_changed(self) -> None:
+        """Announce that the tool list changed: `notifications/tools/list_changed` on
+        every modern listen stream that asked for it and every legacy GET stream. Safe
+        to call from any thread while `serve()` runs the server."""
+        self._in_server_loop(lambda: self._broadcast("notifications/tools/list_changed"))
+
+    def notify_prompts_changed(self) -> None:
+        """As `notify_tools_changed`, for `notifications/prompts/list_changed`."""
+        self._in_server_loop(lambda: self._broadcast("notifications/prompts/list_changed"))
+
+    def notify_resources_changed(self) -> None:
+        """As `notify_tools_changed`, for `notifications/resources/list_changed`."""
+        self._in_server_loop(lambda: self._broadcast("notifications/resources/list_changed"))
+
+    def notify_resource_updated(self, uri: str) -> None:
+        """Announce that resource `uri` changed: `notifications/resources/updated` on the
+        modern listen streams subscribed to `uri` and to the legacy sessions that
+        `resources/subscribe`d it. Safe to call from any thread while served."""
+        self._in_server_loop(
+            lambda: self._broadcast("notifications/resources/updated", {"uri": uri})
+        )
+
+    def close_subscriptions(self) -> None:
+        """End every modern `subscriptions/listen` stream gracefully: each gets its
+        listen result (``resultType: "complete"`` with its subscription id), then its
+        end, as a server shutting down does. Safe to call from any thread."""
+        self._in_server_loop(self._modern.close_listeners)
 
     # -- lifecycle hooks used by serve() --------------------------------------------
 
@@ -671,11 +821,31 @@ class StrictServer:
         self._stats.restarts += 1
         for session in list(self._sessions.values()):
             self._terminate(session, dropped=True)
+        self._modern.drop_all()
 
     def _close_all(self) -> None:
         """End every session so open streams finish and the ASGI server can stop."""
         for session in list(self._sessions.values()):
             self._terminate(session)
+        self._modern.close_listeners()
+
+    def _broadcast(self, method: str, params: JSON | None = None) -> None:
+        event: JSON = {"jsonrpc": "2.0", "method": method}
+        if params is not None:
+            event["params"] = params
+        self._modern.publish(event)
+        uri = params.get("uri") if params is not None else None
+        for session in list(self._sessions.values()):
+            stream = session.get_stream
+            if stream is None or not session.initialized:
+                continue
+            if uri is not None and uri not in session.subscriptions:
+                continue
+            # Dropped when the client is not reading, as a full GET stream does.
+            with contextlib.suppress(
+                anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError
+            ):
+                stream.send_nowait(dict(event))
 
     def _terminate(self, session: _Session, *, dropped: bool = False) -> None:
         if self._sessions.pop(session.id, None) is None:
@@ -733,6 +903,15 @@ class StrictServer:
             return
         headers = Headers(scope=scope)
         method = scope["method"]
+        if self._routes_modern(headers):
+            if method == "POST":
+                fate = await self._chaos_gate(receive, send)
+                if fate is not None:
+                    await self._modern.handle_post(headers, scope["headers"], receive, send, fate)
+            else:
+                # No GET stream, no DELETE: 405 as the reference server answers.
+                await self._modern.reject_method(send)
+            return
         if method == "POST":
             await self._handle_post(headers, receive, send)
         elif method == "GET":
@@ -743,6 +922,15 @@ class StrictServer:
             await self._reject(
                 send, 405, "Method Not Allowed", extra=[(b"allow", b"GET, POST, DELETE")]
             )
+
+    def _routes_modern(self, headers: Headers) -> bool:
+        """Whether this HTTP request is for the modern era (see the class docstring)."""
+        if self._era == "modern":
+            return True
+        if self._era == "legacy":
+            return False
+        version = headers.get(_VERSION_HEADER)
+        return version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS
 
     async def _reject(
         self,
@@ -854,6 +1042,11 @@ class StrictServer:
         except ValueError as exc:
             await self._reject(send, 400, f"Parse error: {exc}", code=_PARSE_ERROR)
             return
+        if isinstance(message, dict) and message.get("method") == "server/discover":
+            # A modern probe (or a confused client): counted whatever the answer.
+            self._stats.discover_requests += 1
+        if not await self._dialect_version_ok(headers, send):
+            return
         if isinstance(message, list):
             await self._reject(send, 400, "Invalid Request: batches are not supported")
             return
@@ -877,6 +1070,20 @@ class StrictServer:
             await _send_json(send, 202, None, session.id)
         else:
             await self._on_request(session, message, receive, send, fate)
+
+    async def _dialect_version_ok(self, headers: Headers, send: Send) -> bool:
+        """Servers that check `MCP-Protocol-Version` before looking at sessions (Go)."""
+        dialect = self._dialect
+        version = headers.get(_VERSION_HEADER)
+        if (
+            dialect.header_versions is None
+            or dialect.unsupported_version is None
+            or version is None
+            or version in dialect.header_versions
+        ):
+            return True
+        await self._answer(send, dialect.unsupported_version)
+        return False
 
     async def _answer_missing(self, kind: str, message: JSON, receive: Receive, send: Send) -> None:
         """Answer a POST without a session id that is not `initialize`."""
@@ -902,7 +1109,8 @@ class StrictServer:
                 id="", protocol_version=LATEST_PROTOCOL_VERSION, client_capabilities={}
             )
             early = self._gated(message["method"])
-            if early:
+            # A modern probe is on no session at all: never an early request.
+            if early and not is_modern_request(message):
                 self._stats.early_requests += 1
             await self._respond(
                 receive,
@@ -1511,6 +1719,48 @@ class StrictServer:
 
     async def _empty(self, call: _Call) -> JSON:
         return {}
+
+    async def _subscribe(self, call: _Call) -> JSON:
+        uri = call.params.get("uri")
+        if not isinstance(uri, str):
+            raise _RpcError(_INVALID_PARAMS, "Invalid params: 'uri' must be a string")
+        call.session.subscriptions.add(uri)
+        return {}
+
+    async def _unsubscribe(self, call: _Call) -> JSON:
+        uri = call.params.get("uri")
+        if not isinstance(uri, str):
+            raise _RpcError(_INVALID_PARAMS, "Invalid params: 'uri' must be a string")
+        call.session.subscriptions.discard(uri)
+        return {}
+
+    # -- what the modern era shares with the legacy one -----------------------------
+
+    def _modern_call(self, context: Context) -> _Call:
+        """A legacy `_Call` for a modern request: no session, notifications on its stream."""
+        session = _Session(
+            id="",
+            protocol_version=context.envelope.version,
+            client_capabilities=context.envelope.capabilities,
+        )
+        return _Call(session, context.request_id, context.params, _Outbound(None, context.emit))
+
+    async def _modern_delegate(self, context: Context) -> JSON:
+        """Methods whose results are the same in both eras."""
+        handler = self._handlers[context.method]
+        try:
+            return await handler(self._modern_call(context))
+        except _RpcError as exc:
+            raise ModernError(exc.code, exc.message, exc.data) from None
+
+    async def _modern_legacy_tool(self, context: Context, name: str, arguments: JSON) -> JSON:
+        """Run a catalog tool that needs nothing from the client."""
+        _, run = self._tools[name]
+        return await run(self._modern_call(context), arguments)
+
+    @staticmethod
+    def _validate(schema: JSON, arguments: JSON) -> str | None:
+        return _validate_arguments(schema, arguments)
 
     async def _prompts_list(self, call: _Call) -> JSON:
         page, extra = self._page("prompts", _catalog.PROMPTS, call.params)
