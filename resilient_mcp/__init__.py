@@ -8,6 +8,9 @@ Quick start::
         result = await client.call_tool("echo", {"text": "hi"})
         print(result.text)
 
+    async with resilient_mcp.connect(["uvx", "some-mcp-server"]) as client:  # stdio
+        ...
+
 Everything public is importable from here; modules whose names start with ``_`` are
 implementation details. Data models live in :mod:`resilient_mcp.types`; the test
 servers in :mod:`resilient_mcp.testing` (``pip install resilient-mcp[testing]``).
@@ -23,6 +26,7 @@ from ._exceptions import (
     FateUnknown,
     HandshakeError,
     HTTPStatusError,
+    InputRequiredError,
     InvalidParams,
     MalformedMessage,
     MCPError,
@@ -47,17 +51,22 @@ from ._exceptions import (
 from ._retry import RetryPolicy, disable_backoff
 from ._session import (
     LATEST_PROTOCOL_VERSION,
+    LEGACY_PROTOCOL_VERSIONS,
+    MODERN_PROTOCOL_VERSIONS,
     SUPPORTED_PROTOCOL_VERSIONS,
     Handlers,
     SessionState,
     SessionStats,
 )
+from ._stdio_transport import StdioServer
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "DEFAULT",
     "LATEST_PROTOCOL_VERSION",
+    "LEGACY_PROTOCOL_VERSIONS",
+    "MODERN_PROTOCOL_VERSIONS",
     "SUPPORTED_PROTOCOL_VERSIONS",
     "Client",
     "ClientClosed",
@@ -68,6 +77,7 @@ __all__ = [
     "HTTPStatusError",
     "Handlers",
     "HandshakeError",
+    "InputRequiredError",
     "InvalidParams",
     "Limits",
     "MCPError",
@@ -87,6 +97,7 @@ __all__ = [
     "SessionLost",
     "SessionState",
     "SessionStats",
+    "StdioServer",
     "Timeouts",
     "ToolError",
     "ToolOutputError",

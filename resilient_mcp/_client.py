@@ -4,29 +4,33 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any, Literal, Self, TypeVar
+from typing import Any, Self, TypeVar, get_args
 
 import anyio
 import anyio.abc
 import httpx
 import pydantic
 
-from . import _schema
+from . import _detect, _schema
 from ._config import DEFAULT, Limits, Timeouts, _Default
 from ._exceptions import (
     ClientClosed,
     Execution,
     MalformedMessage,
+    ServerError,
     ToolOutputError,
     UsageError,
 )
-from ._log import Logger, default_logger, redact_url
+from ._headers import ParamHeader, param_header_specs
+from ._log import Logger, default_logger
 from ._retry import RetryPolicy
-from ._session import Handlers, ProgressCallback, Session, SessionState, SessionStats
+from ._session import Era, EraMode, Handlers, ProgressCallback, Session, SessionState, SessionStats
 from ._sse_transport import LegacySSETransport
-from ._transport import StreamableHTTPTransport
+from ._stdio_transport import StdioServer, StdioTransport
+from ._target import TransportName, resolve_target
+from ._transport import HTTPTransportBase, StreamableHTTPTransport, Transport
 from .types import (
     CallToolResult,
     CompleteResult,
@@ -49,6 +53,8 @@ _Model = TypeVar("_Model", bound=pydantic.BaseModel)
 
 # A server that never ends its pagination must not spin us for ever.
 _MAX_PAGES = 10_000
+# 2026-07-28: a routing header (Mcp-Name, Mcp-Param-*) disagreed with the body.
+_HEADER_MISMATCH = -32020
 
 try:
     from importlib.metadata import version as _dist_version
@@ -69,9 +75,8 @@ class Client:
 
     Create it with :func:`connect`. Calls may be made from any task; a call made before
     the session is ready waits for it (see ``wait_ready`` on :func:`connect`). Enter and
-    exit the ``async with`` block in the same task. The keyword arguments are those of
-    :func:`connect`; ``transport="sse"`` speaks the legacy HTTP+SSE transport
-    (MCP 2024-11-05) instead of Streamable HTTP.
+    exit the ``async with`` block in the same task. The arguments are those of
+    :func:`connect`.
 
     Every method raises :class:`~resilient_mcp.MCPError` subclasses only; the
     ``Raises`` sections name the ones specific to that method.
@@ -79,7 +84,7 @@ class Client:
 
     def __init__(
         self,
-        url: str,
+        target: str | Sequence[str] | StdioServer | Mapping[str, Any],
         *,
         headers: Mapping[str, str] | None = None,
         auth: httpx.Auth | None = None,
@@ -91,30 +96,38 @@ class Client:
         wait_ready: bool = True,
         logger: Logger | None = None,
         retry: RetryPolicy | None = None,
-        transport: Literal["streamable-http", "sse"] = "streamable-http",
+        transport: TransportName = "auto",
+        era: EraMode = "auto",
     ) -> None:
-        if not url.startswith(("http://", "https://")):
-            raise UsageError(f"unsupported URL {redact_url(url)!r}: expected http:// or https://")
-        self._url = url
+        resolved = resolve_target(target, transport, headers)
+        if era not in ("auto", "modern", "legacy"):
+            raise UsageError(f"unknown era {era!r}: expected 'auto', 'modern' or 'legacy'")
+        self._target = resolved
         self._timeouts = timeouts or Timeouts()
         self._limits = limits or Limits()
         self._wait_ready = wait_ready
         base_log = logger if logger is not None else default_logger()
-        self._log = base_log.bind(url=redact_url(url))
-        if transport not in ("streamable-http", "sse"):
-            raise UsageError(
-                f"unknown transport {transport!r}: expected 'streamable-http' or 'sse'"
+        where = resolved.describe()
+        self._log = base_log.bind(**{"url" if resolved.url else "server": where})
+        self._auth = auth
+        self._http_client = http_client
+        wire: Transport
+        switch = None
+        if resolved.stdio is not None:
+            if auth is not None or http_client is not None or headers is not None:
+                raise UsageError("headers, auth and http_client apply to HTTP servers only")
+            wire = StdioTransport(
+                resolved.stdio, timeouts=self._timeouts, limits=self._limits, logger=self._log
             )
-        transport_class = LegacySSETransport if transport == "sse" else StreamableHTTPTransport
-        wire = transport_class(
-            url,
-            headers=headers,
-            auth=auth,
-            http_client=http_client,
-            timeouts=self._timeouts,
-            limits=self._limits,
-            logger=self._log,
-        )
+        else:
+            name = resolved.transport
+            if name == "auto":
+                # Start where detection ended last time for this endpoint, and let the
+                # session switch when the server refuses this transport.
+                hint = _detect.cache.get(_detect.http_key(httpx.URL(resolved.url or "")))
+                name = "sse" if hint is not None and hint.transport == "sse" else "streamable-http"
+                switch = self._http_transport
+            wire = self._http_transport(name)
         self._session = Session(
             wire,
             timeouts=self._timeouts,
@@ -123,16 +136,38 @@ class Client:
             client_info=client_info or Implementation(name="resilient-mcp", version=_VERSION),
             logger=self._log,
             retry=retry,
+            era=era,
+            switch_transport=switch,
         )
         self._session.add_notification_listener(self._on_notification)
         self._state = _ClientState.UNOPENED
         self._task_group: anyio.abc.TaskGroup | None = None
         self._tools: dict[str, Tool] | None = None
+        self._param_specs: dict[str, tuple[ParamHeader, ...]] = {}
         self._tools_version = 0
         self._tools_lock = anyio.Lock()
 
+    def _http_transport(self, name: str) -> HTTPTransportBase:
+        target = self._target
+        assert target.url is not None
+        transport_class = LegacySSETransport if name == "sse" else StreamableHTTPTransport
+        wire = transport_class(
+            target.url,
+            headers=target.headers,
+            auth=self._auth,
+            http_client=self._http_client,
+            timeouts=self._timeouts,
+            limits=self._limits,
+            logger=self._log,
+        )
+        wire.tool_param_headers = self._tool_param_headers
+        return wire
+
+    def _tool_param_headers(self, name: str) -> tuple[ParamHeader, ...]:
+        return self._param_specs.get(name, ())
+
     def __repr__(self) -> str:
-        return f"<Client {redact_url(self._url)} {self._session!r}>"
+        return f"<Client {self._target.describe()} {self._session!r}>"
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -196,21 +231,31 @@ class Client:
 
     @property
     def server_info(self) -> Implementation | None:
-        """The server's name and version (None before the handshake completed)."""
-        init = self._session.initialize_result
-        return init.serverInfo if init else None
+        """The server's name and version (None before the handshake completed, or when a
+        modern server did not say)."""
+        return self._session.server_info
 
     @property
     def capabilities(self) -> ServerCapabilities | None:
         """What the server offers (None before the handshake completed)."""
-        init = self._session.initialize_result
-        return init.capabilities if init else None
+        return self._session.server_capabilities
 
     @property
     def instructions(self) -> str | None:
         """The server's usage instructions for the model, if it sent any."""
-        init = self._session.initialize_result
-        return init.instructions if init else None
+        return self._session.instructions
+
+    @property
+    def era(self) -> Era | None:
+        """``"modern"`` (2026-07-28, no handshake) or ``"legacy"`` (``initialize``
+        handshake), as detected or forced; None before the session is ready."""
+        return self._session.era
+
+    @property
+    def transport(self) -> str:
+        """The transport in use: ``"streamable-http"``, ``"sse"`` or ``"stdio"`` (with
+        ``transport="auto"``, the one detection settled on)."""
+        return self._session.transport.name
 
     @property
     def protocol_version(self) -> str | None:
@@ -359,9 +404,18 @@ class Client:
             version = self._tools_version
             raw = await self._paginate("tools/list", "tools", timeout)
             tools = self._validate_list(Tool, "tools/list", raw)
+            specs = {tool.name: param_header_specs(tool.inputSchema) for tool in tools}
+            if self._session.era == "modern":
+                # The spec (2026-07-28): a tool whose x-mcp-header annotations are invalid
+                # MUST NOT be offered; a call to it could not be routed as declared.
+                for tool in tools:
+                    if specs[tool.name] is None:
+                        self._log.warning("tool.dropped", tool=tool.name, reason="x-mcp-header")
+                tools = [tool for tool in tools if specs[tool.name] is not None]
             if version == self._tools_version:
                 # Only cache if no list_changed arrived while we were fetching.
                 self._tools = {tool.name: tool for tool in tools}
+                self._param_specs = {name: spec or () for name, spec in specs.items()}
                 # A cache is only as good as its invalidation: hear list_changed.
                 await self._session.listen()
             return tools
@@ -398,15 +452,34 @@ class Client:
         params: dict[str, Any] = {"name": name, "arguments": dict(arguments or {})}
         if idempotent is None:
             idempotent = self._annotated_idempotent(name)
-        result = await self._typed(
-            CallToolResult,
-            "tools/call",
-            params,
-            timeout,
-            progress,
-            retry=retry,
-            idempotent=idempotent,
-        )
+        try:
+            result = await self._typed(
+                CallToolResult,
+                "tools/call",
+                params,
+                timeout,
+                progress,
+                retry=retry,
+                idempotent=idempotent,
+            )
+        except ServerError as exc:
+            if exc.code != _HEADER_MISMATCH or self._session.era != "modern":
+                raise
+            # -32020 (refused before running): our idea of the tool's header annotations
+            # is stale. The spec: list the tools again and retry.
+            self._log.info("tool.headers_stale", tool=name)
+            self._tools = None
+            self._tools_version += 1
+            await self.list_tools(timeout=timeout)
+            result = await self._typed(
+                CallToolResult,
+                "tools/call",
+                params,
+                timeout,
+                progress,
+                retry=retry,
+                idempotent=idempotent,
+            )
         if not result.isError:
             self._check_output(name, result)
         return result
@@ -524,7 +597,16 @@ class Client:
     async def set_logging_level(
         self, level: LoggingLevel, *, timeout: float | _Default | None = DEFAULT
     ) -> None:
-        """Ask the server to send log messages of ``level`` and above."""
+        """Ask the server to send log messages of ``level`` and above.
+
+        In the modern era the level travels in every later request's ``_meta`` (there is
+        no ``logging/setLevel`` there), so it is checked here rather than by the server.
+
+        Raises:
+            UsageError: ``level`` is not one of the eight syslog levels.
+        """
+        if level not in get_args(LoggingLevel):
+            raise UsageError(f"unknown logging level {level!r}: expected {get_args(LoggingLevel)}")
         await self.request("logging/setLevel", {"level": level}, timeout=timeout)
 
     async def ping(self, *, timeout: float | _Default | None = DEFAULT) -> None:
@@ -544,7 +626,7 @@ class Client:
 
 
 def connect(
-    url: str,
+    target: str | Sequence[str] | StdioServer | Mapping[str, Any],
     *,
     headers: Mapping[str, str] | None = None,
     auth: httpx.Auth | None = None,
@@ -556,12 +638,22 @@ def connect(
     wait_ready: bool = True,
     logger: Logger | None = None,
     retry: RetryPolicy | None = None,
-    transport: Literal["streamable-http", "sse"] = "streamable-http",
+    transport: TransportName = "auto",
+    era: EraMode = "auto",
 ) -> Client:
-    """Connect to the MCP server at ``url`` (use as ``async with``).
+    """Connect to an MCP server (use as ``async with``).
 
     Args:
-        url: the server's Streamable HTTP endpoint.
+        target: what to connect to, one of
+
+            - a URL (``"http://127.0.0.1:8000/mcp"``, or a legacy ``.../sse`` endpoint);
+            - a command to start as a stdio server: ``["uvx", "my-server"]``, or a
+              :class:`StdioServer` for its environment, working directory and restart
+              policy;
+            - an ``mcpServers`` config entry as written for Claude Desktop, Cursor or
+              FastMCP: ``{"command": ..., "args": [...], "env": {...}}`` or
+              ``{"url": ..., "headers": {...}, "type": "sse"|"http"}`` (or a whole
+              config naming exactly one server).
         headers: extra HTTP headers for every request (never logged).
         auth: an ``httpx.Auth`` for every request.
         http_client: an ``httpx.AsyncClient`` to share (connection pool, proxies, TLS);
@@ -569,26 +661,33 @@ def connect(
         timeouts: see :class:`Timeouts`.
         limits: see :class:`Limits`.
         handlers: callbacks for server requests and notifications; see :class:`Handlers`.
-        client_info: the ``clientInfo`` sent in ``initialize``.
-        wait_ready: if true (default) entering the block waits for the handshake and
+        client_info: the ``clientInfo`` sent in ``initialize`` (or, in the modern era,
+            with every request).
+        wait_ready: if true (default) entering the block waits for the session and
             raises its failure; if false it returns at once and calls wait in the gate.
         logger: a structlog logger to use instead of the ``resilient_mcp`` stdlib logger.
         retry: how failed requests are retried (only when safe); see :class:`RetryPolicy`.
-        transport: the wire protocol. ``"streamable-http"`` (default) for servers of
-            MCP 2025-03-26 and later; ``"sse"`` for the legacy HTTP+SSE transport of
-            MCP 2024-11-05 (``url`` is then the SSE endpoint, e.g. ``.../sse``: one GET
-            stream per session, messages POSTed to the URL its ``endpoint`` event
-            names). There is no automatic detection: pick the one the server speaks.
+        transport: ``"auto"`` (default): a command means stdio; for a URL, Streamable
+            HTTP is tried first and the legacy HTTP+SSE transport (MCP 2024-11-05) when
+            the server refuses it, as the spec's back-compat rules say. Force one with
+            ``"streamable-http"``, ``"sse"`` or ``"stdio"``.
+        era: ``"auto"`` (default) probes with ``server/discover`` and speaks the
+            handshake-free modern era (2026-07-28) to servers that answer it, the
+            ``initialize`` handshake to the rest. ``"legacy"`` skips the probe;
+            ``"modern"`` refuses servers that do not speak it. Detection results are
+            cached per endpoint, so later clients skip the probes.
 
     Returns:
         A :class:`Client`, to be entered with ``async with``.
 
     Raises:
-        UsageError: on an unsupported URL (at once). On entering the block:
-        ConnectError, HandshakeError, UnsupportedProtocolVersion, RequestTimeout, ...
+        UsageError: on an unsupported target or contradicting options (at once). On
+        entering the block: ConnectError (unreachable, or the command could not be
+        started), HandshakeError, UnsupportedProtocolVersion (including era="modern"
+        against a legacy server), RequestTimeout, ...
     """
     return Client(
-        url,
+        target,
         headers=headers,
         auth=auth,
         http_client=http_client,
@@ -600,4 +699,5 @@ def connect(
         logger=logger,
         retry=retry,
         transport=transport,
+        era=era,
     )

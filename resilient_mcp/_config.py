@@ -39,7 +39,12 @@ class Timeouts:
         close: how long closing the client may take (session DELETE) before it gives up.
         keepalive: when set, a ``ping`` goes out after this many idle seconds, so that a
             dead connection or a lost session is found (and recovered) before the next
-            call needs it. ``None`` (default): no keep-alive traffic.
+            call needs it. ``None`` (default): no keep-alive traffic. (Legacy era only:
+            the modern era has no session to keep.)
+        probe: how long a stdio server may take to answer the ``server/discover`` era
+            probe before it is taken for a legacy server (legacy servers may ignore
+            requests sent before ``initialize``). Over HTTP the probe is bounded by
+            ``initialize``, and silence is a failure, not an era.
     """
 
     request: float | None = 60.0
@@ -49,9 +54,18 @@ class Timeouts:
     max_total: float | None = 600.0
     close: float = 5.0
     keepalive: float | None = None
+    probe: float = 2.0
 
     def __post_init__(self) -> None:
-        for name in ("request", "initialize", "connect", "max_total", "close", "keepalive"):
+        for name in (
+            "request",
+            "initialize",
+            "connect",
+            "max_total",
+            "close",
+            "keepalive",
+            "probe",
+        ):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"Timeouts.{name} must be positive, got {value!r}")
@@ -70,10 +84,13 @@ class Limits:
             this, new ones are dropped with a warning in the log.
         max_connections: short HTTP exchanges in flight at once (and the connections
             kept open). Callers beyond it wait their turn in FIFO order. Small is fast:
-            httpcore's pool costs CPU per connection on every request. Also applied
-            when you pass your own ``http_client``.
+            httpcore's pool costs CPU per connection on every request. Over Streamable
+            HTTP it also applies when you pass your own ``http_client``; over legacy
+            HTTP+SSE it sizes the pool of the client's own ``httpx`` client only.
         long_request: seconds after which an exchange still in flight stops counting
             against ``max_connections``, so that slow tool calls never starve the rest.
+        max_input_rounds: how many ``input_required`` rounds (modern era) one call may
+            go through before it fails with :class:`~resilient_mcp.InputRequiredError`.
     """
 
     max_queued: int = 1024
@@ -81,6 +98,7 @@ class Limits:
     max_pending_notifications: int = 1024
     max_connections: int = 8
     long_request: float = 1.0
+    max_input_rounds: int = 10
 
     def __post_init__(self) -> None:
         for name in (
@@ -88,6 +106,7 @@ class Limits:
             "max_message_size",
             "max_pending_notifications",
             "max_connections",
+            "max_input_rounds",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"Limits.{name} must be at least 1")

@@ -58,6 +58,7 @@ __all__ = [
     "FateUnknown",
     "HTTPStatusError",
     "HandshakeError",
+    "InputRequiredError",
     "InvalidParams",
     "MCPError",
     "MalformedMessage",
@@ -379,6 +380,25 @@ class FateUnknown(MCPError):
     def __init__(self, message: str, *, params: Any = None, **context: Any) -> None:
         super().__init__(message, **context)
         self.params = params
+
+
+class InputRequiredError(MCPError):
+    """The server needs input this client cannot give (modern era, ``input_required``).
+
+    Raised when a result asks for a kind of input no handler was given for (e.g.
+    ``elicitation/create`` without ``Handlers.elicitation``), when a handler failed, or
+    when the server kept asking past ``Limits.max_input_rounds``. What the server did
+    before asking is its own business, hence ``execution`` MAYBE for tool calls.
+
+    Attributes:
+        methods: the kinds of input the server asked for in the last round.
+    """
+
+    default_execution = Execution.MAYBE
+
+    def __init__(self, message: str, *, methods: tuple[str, ...] = (), **context: Any) -> None:
+        super().__init__(message, **context)
+        self.methods = methods
 
 
 # --- time and cancellation ------------------------------------------------------------------

@@ -68,6 +68,11 @@ def disable_backoff() -> Iterator[None]:
         _no_backoff.reset(token)
 
 
+def backoff_disabled() -> bool:
+    """True inside :func:`disable_backoff`."""
+    return _no_backoff.get()
+
+
 async def backoff_sleep(delay: float) -> None:
     """Wait out a server-requested reconnection delay (SSE ``retry:``), unless disabled."""
     await anyio.sleep(0 if _no_backoff.get() else delay)

@@ -7,7 +7,12 @@ not ready parks in a bounded FIFO queue (the *gate*) and is released only after
 2. ``notifications/initialized`` was *delivered* (over HTTP: its 202 came back).
 
 The handshake is single-flight: whoever finds the session not ready and no handshake
-running starts one; everyone else parks. Book-keeping (states, queue, pending requests)
+running starts one; everyone else parks.
+
+"Handshake" covers era detection too: in the modern era (2026-07-28) there is no
+``initialize``; a ``server/discover`` probe tells the two eras apart (see
+:meth:`Session._establish`), and every request then carries the protocol version, the
+client's capabilities and its info in ``_meta``. Book-keeping (states, queue, pending requests)
 is plain synchronous code with no ``await`` inside, so it needs no lock on one event
 loop; I/O happens outside it. When the session closes, everything pending fails at once.
 """
@@ -19,28 +24,33 @@ import copy
 import enum
 import itertools
 import math
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import anyio
 import anyio.abc
 import pydantic
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from . import _detect
 from ._classify import FailureContext, classify_rpc_error
 from ._config import DEFAULT, Limits, Timeouts, _Default
 from ._exceptions import (
     ClientClosed,
+    ConnectError,
     ConnectionLost,
     Execution,
     FateUnknown,
     HandshakeError,
     HTTPStatusError,
+    InputRequiredError,
     InvalidParams,
     MalformedMessage,
     MCPError,
+    MethodNotFound,
     QueueFull,
     RequestCancelled,
     RequestTimeout,
@@ -48,12 +58,13 @@ from ._exceptions import (
     UnsupportedProtocolVersion,
 )
 from ._log import Logger
-from ._retry import SAFE_METHODS, RetryPolicy, retry_decision
+from ._retry import SAFE_METHODS, RetryPolicy, backoff_disabled, retry_decision
 from ._transport import Transport
 from .types import (
     ClientCapabilities,
     CreateMessageRequestParams,
     CreateMessageResult,
+    DiscoverResult,
     ElicitRequestParams,
     ElicitResult,
     Implementation,
@@ -61,19 +72,42 @@ from .types import (
     LoggingMessage,
     Progress,
     Root,
+    ServerCapabilities,
 )
 
 __all__ = [
     "LATEST_PROTOCOL_VERSION",
+    "LEGACY_PROTOCOL_VERSIONS",
+    "MODERN_PROTOCOL_VERSIONS",
     "SUPPORTED_PROTOCOL_VERSIONS",
+    "Era",
+    "EraMode",
     "Handlers",
     "Session",
     "SessionState",
     "SessionStats",
 ]
 
-LATEST_PROTOCOL_VERSION = "2025-11-25"
-SUPPORTED_PROTOCOL_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05")
+MODERN_PROTOCOL_VERSIONS = ("2026-07-28",)
+"""Versions of the modern era (no handshake, no sessions), newest first."""
+LEGACY_PROTOCOL_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05")
+"""Versions reached through the ``initialize`` handshake, newest first."""
+SUPPORTED_PROTOCOL_VERSIONS = MODERN_PROTOCOL_VERSIONS + LEGACY_PROTOCOL_VERSIONS
+LATEST_PROTOCOL_VERSION = SUPPORTED_PROTOCOL_VERSIONS[0]
+
+Era = Literal["modern", "legacy"]
+EraMode = Literal["auto", "modern", "legacy"]
+
+# Reserved request `_meta` keys of the modern era.
+_META_VERSION = "io.modelcontextprotocol/protocolVersion"
+_META_CAPABILITIES = "io.modelcontextprotocol/clientCapabilities"
+_META_CLIENT_INFO = "io.modelcontextprotocol/clientInfo"
+_META_LOG_LEVEL = "io.modelcontextprotocol/logLevel"
+_META_SERVER_INFO = "io.modelcontextprotocol/serverInfo"
+# A server that answers `input_required` with state only (nothing to ask) is polled
+# back with a short, growing delay.
+_STATE_ONLY_DELAY_S = 0.05
+_STATE_ONLY_DELAY_MAX_S = 0.25
 
 ProgressCallback = Callable[[Progress], Awaitable[None]]
 _M = TypeVar("_M")
@@ -252,8 +286,25 @@ class Session:
         client_info: Implementation,
         logger: Logger,
         retry: RetryPolicy | None = None,
+        era: EraMode = "auto",
+        switch_transport: Callable[[str], Transport] | None = None,
     ) -> None:
         self._transport = transport
+        self._era_mode: EraMode = era
+        # Given when the user left the transport to us: builds the other HTTP transport
+        # when this one is refused (Streamable HTTP <-> legacy HTTP+SSE).
+        self._switch_factory = switch_transport
+        # Only what was detected (nothing forced) goes into, and comes from, the cache.
+        self._detects = era == "auto" and (
+            switch_transport is not None or transport.name == "stdio"
+        )
+        self._probe_went_unanswered = False
+        self._era: Era | None = None
+        self._discover: DiscoverResult | None = None
+        self._server_info: Implementation | None = None
+        self._log_level: str | None = None
+        self._listen_scope: anyio.CancelScope | None = None
+        self._subscriptions: set[str] = set()
         self._timeouts = timeouts
         self._limits = limits
         self._handlers = handlers
@@ -272,6 +323,8 @@ class Session:
         self._handshaking = False
         self._last_failure: MCPError | None = None
         self._init: InitializeResult | None = None
+        self._client_capabilities = handlers.capabilities().model_dump(exclude_none=True)
+        self._client_info_json = client_info.model_dump(exclude_none=True)
         self._task_group: anyio.abc.TaskGroup | None = None
         self._notify_send: MemoryObjectSendStream[_Queued] | None = None
         self._notification_listeners: list[Callable[[str, Mapping[str, Any]], None]] = []
@@ -280,6 +333,9 @@ class Session:
         # The standalone server->client stream costs the server a connection and work;
         # it is opened only once someone would hear what comes on it.
         self._wants_stream = handlers.listens()
+        # Modern servers ask for input inside results, and send logs only inside the
+        # request they belong to: a subscriptions/listen stream serves notifications.
+        self._wants_listen = handlers.notification is not None
         self.stats = SessionStats()
 
     # --- introspection ---------------------------------------------------------------
@@ -293,6 +349,33 @@ class Session:
         return self._init
 
     @property
+    def discover_result(self) -> DiscoverResult | None:
+        return self._discover
+
+    @property
+    def era(self) -> Era | None:
+        """The era the server speaks, once detected."""
+        return self._era
+
+    @property
+    def server_capabilities(self) -> ServerCapabilities | None:
+        if self._era == "modern" and self._discover is not None:
+            return self._discover.capabilities
+        return self._init.capabilities if self._init is not None else None
+
+    @property
+    def server_info(self) -> Implementation | None:
+        if self._era == "modern":
+            return self._server_info
+        return self._init.serverInfo if self._init is not None else None
+
+    @property
+    def instructions(self) -> str | None:
+        if self._era == "modern" and self._discover is not None:
+            return self._discover.instructions
+        return self._init.instructions if self._init is not None else None
+
+    @property
     def transport(self) -> Transport:
         return self._transport
 
@@ -304,9 +387,68 @@ class Session:
 
     async def listen(self) -> None:
         """Open the server->client stream (now if ready, else once ready). Idempotent."""
-        self._wants_stream = True
+        if self._wants_stream and self._listen_scope is not None:
+            return
+        self._wants_stream = self._wants_listen = True
         if self._state is SessionState.READY:
+            await self._start_stream()
+
+    async def _start_stream(self) -> None:
+        """Open the channel for server notifications: the legacy GET stream, or a modern
+        ``subscriptions/listen`` request (restarted when the subscriptions change)."""
+        if self._listen_scope is not None:
+            self._listen_scope.cancel()
+            self._listen_scope = None
+        if not self._transport.modern:
             await self._transport.start_listening()
+            return
+        if self._task_group is None or self._state is not SessionState.READY:
+            return
+        scope = anyio.CancelScope()
+        self._listen_scope = scope
+        self._task_group.start_soon(self._listen_modern, scope)
+
+    async def _resubscribe(self, generation: int) -> None:
+        for uri in sorted(self._subscriptions):
+            if generation != self._generation:
+                return  # lost again meanwhile: the next session does it
+            try:
+                await self.request("resources/subscribe", {"uri": uri})
+            except MCPError as exc:
+                self._log.warning("resubscribe.failed", uri=uri, error=repr(exc))
+
+    async def _listen_modern(self, scope: anyio.CancelScope) -> None:
+        failures = 0
+        with scope:
+            while self._state is SessionState.READY and self._transport.modern:
+                wanted: dict[str, Any] = {
+                    "toolsListChanged": True,
+                    "promptsListChanged": True,
+                    "resourcesListChanged": True,
+                }
+                if self._subscriptions:
+                    wanted["resourceSubscriptions"] = sorted(self._subscriptions)
+                started = anyio.current_time()
+                try:
+                    await self._send_request(
+                        "subscriptions/listen", {"notifications": wanted}, deadline=math.inf
+                    )
+                    reason = "ended by the server"
+                except MethodNotFound:
+                    self._log.info("listen.unsupported")
+                    return
+                except MCPError as exc:
+                    reason = type(exc).__name__
+                # A stream that lived long was healthy; one that ends at once, again and
+                # again, is backed off from and finally given up on.
+                failures = 1 if anyio.current_time() - started > 30 else failures + 1
+                if failures > self._retry.attempts * 3:
+                    self._log.warning("listen.given_up", reason=reason)
+                    return
+                delay = self._retry.backoff(failures, None)
+                self._log.debug("listen.restart", reason=reason, delay_ms=round(delay * 1000))
+                if delay > 0:
+                    await self._retry.sleep(delay)  # backoff
 
     def add_notification_listener(self, listener: Callable[[str, Mapping[str, Any]], None]) -> None:
         """Register a synchronous, non-blocking observer of every server notification."""
@@ -327,6 +469,7 @@ class Session:
         if self._timeouts.keepalive is not None:
             task_group.start_soon(self._keepalive, self._timeouts.keepalive)
         self._transport.set_connection_lost_handler(self.connection_lost)
+        self._transport.set_undeliverable_handler(self._undeliverable)
         await self._transport.open(self._on_message, task_group)
 
     async def wait_ready(self, deadline: float = math.inf) -> None:
@@ -397,7 +540,7 @@ class Session:
         error: MCPError | None = None
         try:
             with anyio.fail_after(self._timeouts.initialize):
-                await self._handshake()
+                await self._establish()
         except TimeoutError:
             error = RequestTimeout(
                 f"handshake did not complete within {self._timeouts.initialize} s",
@@ -421,7 +564,12 @@ class Session:
             self._state = SessionState.NEW
             self._last_failure = error
             log.info("session.handshake_failed", error=repr(error))
-            await self._transport.reset_session()
+            try:
+                await self._transport.reset_session()
+            except MCPError as exc:
+                # The parked callers get the handshake's error either way; a transport
+                # that cannot reset must not leave them waiting.
+                log.info("session.reset_failed", error=repr(exc))
             self._release(error)
             return
         self._state = SessionState.READY
@@ -432,22 +580,215 @@ class Session:
         self.stats.time_to_ready = anyio.current_time() - started
         self._last_session_id = self._transport.session_id
         self._log = self._log.bind(session_id=self._transport.session_id)
-        self._log.debug(
+        self._log.info(
             "session.state",
             state="ready",
+            era=self._era,
+            transport=self._transport.name,
             protocol_version=self._transport.protocol_version,
             time_to_ready_ms=round(self.stats.time_to_ready * 1000, 2),
         )
         self._release(None)
-        if self._wants_stream:
-            await self._transport.start_listening()
+        if self._wants_listen if self._transport.modern else self._wants_stream:
+            await self._start_stream()
+        if self._subscriptions and not self._transport.modern and self._generation > 1:
+            # A new legacy session starts without the old one's subscriptions.
+            assert self._task_group is not None
+            self._task_group.start_soon(self._resubscribe, self._generation)
 
-    async def _handshake(self) -> None:
+    # --- era and transport detection ------------------------------------------------------
+
+    async def _establish(self) -> None:
+        """Make the session usable: detect the era (and transport), then handshake.
+
+        The back-compat rules of 2026-07-28: probe with a modern request; anything but
+        modern evidence means a legacy server (never keyed to one error code); over
+        HTTP, a legacy ``initialize`` refused with 400/404/405 means the legacy HTTP+SSE
+        transport. What was found is cached per endpoint (:mod:`._detect`).
+        """
+        await self._transport.reset_session()
+        self._transport.modern = False
+        self._era = None
+        self._probe_went_unanswered = False
+        key = self._transport.detection_key()
+        hint = _detect.cache.get(key) if self._detects else None
+        try:
+            await self._establish_era(hint)
+        except MCPError as exc:
+            if hint is not None and not _is_outage(exc):
+                _detect.cache.forget(key)  # the cached assumption no longer holds
+            if self._switch_factory is None or not _refuses_transport(exc, self._transport.name):
+                raise
+            target = "sse" if self._transport.name == "streamable-http" else "streamable-http"
+            self._log.info(
+                "transport.fallback",
+                refused=self._transport.name,
+                trying=target,
+                error=type(exc).__name__,
+            )
+            await self._replace_transport(self._switch_factory(target))
+            await self._establish_era(None)
+
+    async def _replace_transport(self, transport: Transport) -> None:
+        old, self._transport = self._transport, transport
+        with anyio.CancelScope(shield=True):
+            await old.aclose()
+        assert self._task_group is not None
+        transport.set_connection_lost_handler(self.connection_lost)
+        transport.set_undeliverable_handler(self._undeliverable)
+        await transport.open(self._on_message, self._task_group)
+
+    async def _establish_era(self, hint: _detect.Detection | None) -> None:
+        mode = self._era_mode
+        probe = mode == "modern" or (
+            mode == "auto"
+            and self._transport.name != "sse"  # HTTP+SSE predates the modern era
+            and (hint is None or hint.era == "modern")
+        )
+        if probe:
+            if await self._probe(hint):
+                return
+            if mode == "modern":
+                raise UnsupportedProtocolVersion(
+                    "the server does not speak the modern era (2026-07-28); "
+                    "connect with era='auto' or era='legacy'",
+                    offered=None,
+                    supported=(),
+                    method="server/discover",
+                )
+        try:
+            await self._legacy_handshake()
+        except (UnsupportedProtocolVersion, MethodNotFound) as exc:
+            # A cached "legacy" that stopped holding: a modern-only server refuses
+            # `initialize` (-32022 naming modern versions, or "method not found").
+            modern_named = isinstance(exc, MethodNotFound) or any(
+                v in MODERN_PROTOCOL_VERSIONS for v in exc.supported
+            )
+            # (After a probe that went unanswered, a slow server may have taken it late
+            # and settled on the modern era: its -32022 to initialize says so.)
+            if (
+                (probe and not self._probe_went_unanswered)
+                or mode == "legacy"
+                or not modern_named
+                or getattr(exc, "offered", None) is not None
+            ):
+                raise
+            if not await self._probe(None):
+                raise
+            return
+        self._remember("legacy")
+
+    def _remember(self, era: Era, discover: Mapping[str, Any] | None = None) -> None:
+        if not self._detects:
+            return  # what a forced era or transport found is not a detection to share
+        version = self._transport.protocol_version or ""
+        expires = 0.0
+        if discover is not None and self._discover is not None:
+            # Only a "public" answer may serve another client (perhaps another user).
+            if self._discover.cacheScope == "public" and self._discover.ttlMs > 0:
+                expires = time.monotonic() + self._discover.ttlMs / 1000
+            else:
+                discover = None
+        _detect.cache.put(
+            self._transport.detection_key(),
+            _detect.Detection(
+                era=era,
+                transport=self._transport.name,
+                version=version,
+                discover=discover,
+                discover_expires=expires,
+            ),
+        )
+
+    async def _probe(self, hint: _detect.Detection | None) -> bool:
+        """Ask ``server/discover``; True (and adopted) if the server speaks modern."""
+        cached = hint.fresh_discover() if hint is not None and hint.era == "modern" else None
+        if cached is not None and hint is not None:
+            self._transport.modern = True
+            self._transport.protocol_version = hint.version
+            self._adopt(cached)
+            self._log.debug("era.cached", era="modern", version=hint.version)
+            return True
+        version = hint.version if hint is not None and hint.era == "modern" else None
+        version = version or MODERN_PROTOCOL_VERSIONS[0]
+        # stdio: a legacy server may ignore a request before `initialize`; silence is
+        # an answer there. Over HTTP, every request gets an HTTP answer; silence is a
+        # failure (bounded by the handshake's own timeout), not an era.
+        silence_is_legacy = self._transport.name == "stdio"
+        tried: set[str] = set()
+        while version not in tried:
+            tried.add(version)
+            self._transport.modern = True
+            self._transport.protocol_version = version
+            deadline = (
+                anyio.current_time() + self._timeouts.probe if silence_is_legacy else math.inf
+            )
+            try:
+                raw = await self._send_request(
+                    "server/discover", None, deadline=deadline, cancellable=False
+                )
+            except UnsupportedProtocolVersion as exc:
+                mutual = [v for v in MODERN_PROTOCOL_VERSIONS if v in exc.supported]
+                if mutual:
+                    version = mutual[0]
+                    continue  # a version we both speak: ask again in it
+                if exc.supported and not any(v in LEGACY_PROTOCOL_VERSIONS for v in exc.supported):
+                    raise  # modern-only, and no version in common: a real incompatibility
+                break
+            except (ConnectError, ServerUnavailable, ClientClosed):
+                raise  # an outage is never an era verdict
+            except ConnectionLost:
+                if not silence_is_legacy:
+                    raise
+                break
+            except RequestTimeout:
+                if not silence_is_legacy:
+                    raise
+                self._probe_went_unanswered = True
+                break
+            except MCPError as exc:
+                self._log.debug("era.probe_refused", error=type(exc).__name__)
+                break  # any other refusal: a legacy server (whatever code it used)
+            try:
+                result = DiscoverResult.model_validate(raw)
+            except pydantic.ValidationError:
+                break  # not a discover result: not modern evidence
+            mutual = [v for v in MODERN_PROTOCOL_VERSIONS if v in result.supportedVersions]
+            if not mutual:
+                # It answers discover but offers only handshake versions: legacy.
+                break
+            if version not in mutual:
+                version = mutual[0]
+                self._transport.protocol_version = version
+            self._adopt(result, raw)
+            self._remember("modern", raw)
+            self._log.debug("era.detected", era="modern", version=version)
+            return True
+        self._transport.modern = False
+        self._transport.protocol_version = None
+        return False
+
+    def _adopt(self, result: DiscoverResult | Mapping[str, Any], raw: Any = None) -> None:
+        if not isinstance(result, DiscoverResult):
+            raw = result
+            result = DiscoverResult.model_validate(result)
+        self._era = "modern"
+        self._discover = result
+        self._init = None
+        meta = raw.get("_meta") if isinstance(raw, Mapping) else None
+        info = meta.get(_META_SERVER_INFO) if isinstance(meta, Mapping) else None
+        try:
+            self._server_info = Implementation.model_validate(info) if info else None
+        except pydantic.ValidationError:
+            self._server_info = None
+
+    async def _legacy_handshake(self) -> None:
         # A new session never carries the old one's id (the spec: a fresh initialize
         # without it), nor its negotiated version.
         await self._transport.reset_session()
+        self._transport.modern = False
         params = {
-            "protocolVersion": LATEST_PROTOCOL_VERSION,
+            "protocolVersion": LEGACY_PROTOCOL_VERSIONS[0],
             "capabilities": self._handlers.capabilities().model_dump(exclude_none=True),
             "clientInfo": self._client_info.model_dump(exclude_none=True),
         }
@@ -463,19 +804,21 @@ class Session:
                 session_id=self._transport.session_id,
             ) from exc
         version = result.protocolVersion
-        if version not in SUPPORTED_PROTOCOL_VERSIONS:
+        if version not in LEGACY_PROTOCOL_VERSIONS:
             # The spec: a client that cannot use the offered version should disconnect.
             await self._transport.end_session()
             raise UnsupportedProtocolVersion(
-                f"server offered protocol version {version!r}; this client speaks "
-                f"{', '.join(SUPPORTED_PROTOCOL_VERSIONS)}",
+                f"server offered protocol version {version!r}; this client's handshake "
+                f"speaks {', '.join(LEGACY_PROTOCOL_VERSIONS)}",
                 offered=version,
-                supported=SUPPORTED_PROTOCOL_VERSIONS,
+                supported=LEGACY_PROTOCOL_VERSIONS,
                 method="initialize",
                 session_id=self._transport.session_id,
             )
         self._transport.protocol_version = version
         self._init = result
+        self._era = "legacy"
+        self._discover = None
         try:
             await self.notify("notifications/initialized", None)
         except MCPError as exc:
@@ -492,6 +835,8 @@ class Session:
             return
         self._state = SessionState.CLOSING
         self._log.debug("session.state", state="closing")
+        if self._listen_scope is not None:
+            self._listen_scope.cancel()
         self._release(ClientClosed("the client was closed"))
         for request_id, pending in list(self._pending.items()):
             pending.resolve(
@@ -544,7 +889,8 @@ class Session:
         while True:
             # A timer, not a poll: wake when the session will have been idle long enough.
             await anyio.sleep_until(self._last_activity + interval)
-            if self._state is not SessionState.READY:
+            if self._state is not SessionState.READY or self._transport.modern:
+                # (The modern era has no session to keep alive.)
                 self._last_activity = anyio.current_time()
                 continue
             if anyio.current_time() - self._last_activity < interval:
@@ -590,6 +936,10 @@ class Session:
         """
         if generation != self._generation or self._state is not SessionState.READY:
             return  # already recovering, or already recovered
+        if self._era == "modern":
+            # A modern server has no session to lose: being told otherwise means our
+            # picture of it is stale. Detect again from scratch.
+            _detect.cache.forget(self._transport.detection_key())
         self.stats.recoveries += 1
         self._log.info(
             "session.recover",
@@ -614,18 +964,118 @@ class Session:
 
         Failures are retried only when that is safe (see :func:`retry_decision`): the
         request certainly did not run, or it is a read, or ``idempotent`` is true. A lost
-        or uninitialized session first gets one coordinated new handshake.
+        or uninitialized session first gets one coordinated new handshake. A modern
+        ``input_required`` result is answered through the handlers and the request sent
+        again with the answers (the protocol's own re-send, not a retry), up to
+        ``Limits.max_input_rounds`` times.
 
         Raises:
             FateUnknown: a side-effecting ``tools/call`` may have run; not retried.
+            InputRequiredError: the server asked for input no handler can give.
             MCPError: any other failure, typed (see :mod:`resilient_mcp._exceptions`).
         """
+        if method == "logging/setLevel" and params is not None:
+            # Kept: the modern era sends the level with every request instead.
+            level = params.get("level")
+            self._log_level = level if isinstance(level, str) else None
+        result = await self._request(method, params, timeout, progress, retry, idempotent)
+        _check_result_type(result, method)
+        uri = (params or {}).get("uri")
+        if method == "resources/subscribe" and isinstance(uri, str):
+            self._subscriptions.add(uri)  # renewed on every new session (legacy era)
+        elif method == "resources/unsubscribe" and isinstance(uri, str):
+            self._subscriptions.discard(uri)
+        rounds = 0
+        delay = _STATE_ONLY_DELAY_S
+        policy = retry or self._retry
+        while isinstance(result, Mapping) and result.get("resultType") == "input_required":
+            rounds += 1
+            asked = result.get("inputRequests")
+            methods = _input_methods(asked)
+            if rounds > self._limits.max_input_rounds:
+                raise InputRequiredError(
+                    f"the server still asked for input after {self._limits.max_input_rounds} "
+                    "rounds (Limits.max_input_rounds)",
+                    methods=methods,
+                    method=method,
+                    execution=_input_execution(method),
+                )
+            again = {
+                k: v
+                for k, v in (params or {}).items()
+                if k not in ("inputResponses", "requestState")
+            }
+            if asked:
+                again["inputResponses"] = await self._answer_inputs(method, asked)
+                delay = _STATE_ONLY_DELAY_S
+            else:
+                if not backoff_disabled():
+                    await policy.sleep(delay)  # backoff: the server has nothing to ask yet
+                delay = min(delay * 2, _STATE_ONLY_DELAY_MAX_S)
+            state = result.get("requestState")
+            if state is not None:
+                again["requestState"] = state  # opaque: echoed byte for byte
+            self._log.debug("request.input_round", method=method, round=rounds, asked=methods)
+            result = await self._request(method, again, timeout, progress, retry, idempotent)
+            _check_result_type(result, method)
+        return result
+
+    async def _answer_inputs(self, method: str, asked: Any) -> dict[str, Any]:
+        """Run every input request of one round through the handlers, concurrently."""
+        if not isinstance(asked, Mapping) or not all(
+            isinstance(item, Mapping) and isinstance(item.get("method"), str)
+            for item in asked.values()
+        ):
+            raise MalformedMessage(
+                "input_required result with malformed inputRequests", method=method
+            )
+        answers: dict[str, Any] = {}
+        failure: InputRequiredError | None = None
+
+        async def answer(key: str, item: Mapping[str, Any], scope: anyio.CancelScope) -> None:
+            nonlocal failure
+            kind = item["method"]
+            try:
+                answers[key] = await self._serve(kind, item.get("params") or {})
+            except Exception as exc:
+                if failure is None:
+                    reason = (
+                        f"no handler for {kind} was given"
+                        if isinstance(exc, _RPCFailure) and exc.code == _METHOD_NOT_FOUND
+                        else f"the {kind} handler failed: {exc!r}"
+                    )
+                    failure = InputRequiredError(
+                        f"the server needs input to complete {method}: {reason}",
+                        methods=(kind,),
+                        method=method,
+                        execution=_input_execution(method),
+                    )
+                    failure.__cause__ = exc
+                scope.cancel()  # one refusal ends the round; do not wait for the others
+
+        async with anyio.create_task_group() as tg:
+            for key, item in asked.items():
+                tg.start_soon(answer, str(key), item, tg.cancel_scope)
+        if failure is not None:
+            raise failure
+        return answers
+
+    async def _request(
+        self,
+        method: str,
+        params: Mapping[str, Any] | None,
+        timeout: float | _Default | None,
+        progress: ProgressCallback | None,
+        retry: RetryPolicy | None,
+        idempotent: bool,
+    ) -> Any:
         policy = retry or self._retry
         deadline, per_request = self._deadline(timeout)
         if policy.timeout is not None:
             deadline = min(deadline, anyio.current_time() + policy.timeout)
         safe = idempotent or method in SAFE_METHODS
         ambiguous_retried = False
+        version_retried = False
         attempt = 1  # sends so far
         failures = 0  # failures of the server (not of the session): they use up attempts
         session_failures = 0
@@ -645,6 +1095,12 @@ class Session:
                     # One new handshake settles it; after that it is a real -32602.
                     again = rehandshake = not ambiguous_retried
                     ambiguous_retried = True
+                elif isinstance(exc, UnsupportedProtocolVersion) and self._era == "modern":
+                    # -32022: the server changed its versions under us. Detecting again
+                    # picks a mutual version (or finds a legacy server); it refused the
+                    # request before running it.
+                    again = rehandshake = not version_retried
+                    version_retried = True
                 if rehandshake:
                     # The session was lost, not the request: follow it to the next one
                     # (the shared handshake is the wait), bounded by the deadline and a
@@ -716,6 +1172,27 @@ class Session:
                     method=method, request_id=None, session_id=self._transport.session_id
                 )
                 raise _HandshakeFailed(exc) from exc
+        if self._transport.modern:
+            if method == "ping":
+                # The modern era has no ping; the cheapest round trip that proves the
+                # server answers is server/discover. Its answer stands for ping's: {}.
+                await self._send_request(
+                    "server/discover", None, deadline=deadline, timeout=per_request, attempt=attempt
+                )
+                return {}
+            elif method == "logging/setLevel":
+                return {}  # replaced by the level in every request's _meta (kept above)
+            elif method in ("resources/subscribe", "resources/unsubscribe"):
+                # Replaced by the filter of the subscriptions/listen stream.
+                uri = (params or {}).get("uri")
+                if isinstance(uri, str):
+                    if method == "resources/subscribe":
+                        self._subscriptions.add(uri)
+                    else:
+                        self._subscriptions.discard(uri)
+                    self._wants_stream = self._wants_listen = True
+                    await self._start_stream()
+                return {}
         return await self._send_request(
             method,
             params,
@@ -741,6 +1218,10 @@ class Session:
         if progress is not None:
             params = dict(params or {})
             params["_meta"] = {**params.get("_meta", {}), "progressToken": request_id}
+        if self._transport.modern:
+            # No handshake told the server who we are: every request says it.
+            params = dict(params or {})
+            params["_meta"] = {**params.get("_meta", {}), **self._envelope()}
         if params is not None:
             message["params"] = params
         pending = _Pending(method)
@@ -762,6 +1243,13 @@ class Session:
                 pending.scope = scope
                 answered = await self._transport.send(message, ctx, on_sent=pending.mark_sent)
                 if not answered:
+                    if self._transport.cancels_by_closing:
+                        # Modern HTTP has no other channel: a 202 means no answer at all.
+                        raise MalformedMessage(
+                            "the server accepted the request (202) without answering it",
+                            execution=Execution.MAYBE,
+                            **ctx.context(),
+                        )
                     # Accepted (202): the answer will come on the server->client stream,
                     # so that stream must be open whoever else is listening.
                     await self._transport.start_listening()
@@ -781,8 +1269,9 @@ class Session:
             raise
         except anyio.get_cancelled_exc_class():
             # The caller gave up. Tell the server, without delaying the cancellation.
-            # (Only for a request that went out: the spec forbids naming one that did not.)
-            if cancellable and pending.sent:
+            # (Only for a request that went out: the spec forbids naming one that did not.
+            # Modern HTTP servers learn it from the closed response stream instead.)
+            if cancellable and pending.sent and not self._transport.cancels_by_closing:
                 self._cancel_on_server(request_id, "cancelled by the client")
             raise
         finally:
@@ -792,7 +1281,7 @@ class Session:
             # sees the answer (as if handled inline, yet without blocking the reader).
             await pending.wait_progress_handled()
         if scope.cancelled_caught and not pending.done:
-            if cancellable and pending.sent:
+            if cancellable and pending.sent and not self._transport.cancels_by_closing:
                 self._cancel_on_server(request_id, "request timed out")
             self._log.debug("request.timeout", method=method, request_id=request_id)
             raise RequestTimeout(
@@ -824,6 +1313,16 @@ class Session:
             elapsed_ms=round((anyio.current_time() - started) * 1000, 3),
         )
         return pending.result
+
+    def _envelope(self) -> dict[str, Any]:
+        meta: dict[str, Any] = {
+            _META_VERSION: self._transport.protocol_version,
+            _META_CAPABILITIES: self._client_capabilities,
+            _META_CLIENT_INFO: self._client_info_json,
+        }
+        if self._log_level is not None:
+            meta[_META_LOG_LEVEL] = self._log_level
+        return meta
 
     def _cancel_on_server(self, request_id: int, reason: str) -> None:
         if self._task_group is None or self._state is not SessionState.READY:
@@ -893,14 +1392,31 @@ class Session:
                 )
             )
 
+    def _undeliverable(self, request_id: Any, error: MCPError) -> None:
+        """The transport read the answer to ``request_id`` but cannot deliver it."""
+        pending = self._pending.get(request_id) if isinstance(request_id, int) else None
+        if pending is None:
+            return
+        error._with_context(
+            method=pending.method, request_id=request_id, session_id=self._transport.session_id
+        )
+        error.execution = Execution.EXECUTED  # it was answered: it ran
+        pending.resolve(error=error)
+
     def _on_notification(self, method: str, params: Any) -> None:
         if not isinstance(params, Mapping):
             self._log.warning("notification.malformed", method=method)
             return
         if method == "notifications/cancelled":
-            scope = self._serving.get(_server_request_key(params.get("requestId")))
+            request_id = params.get("requestId")
+            scope = self._serving.get(_server_request_key(request_id))
             if scope is not None:
                 scope.cancel()
+            ours = self._pending.get(request_id) if isinstance(request_id, int) else None
+            if ours is not None and ours.method == "subscriptions/listen":
+                # A modern server ends a listen stream this way on stdio: the stream is
+                # over (it will be opened again), as if the server had answered it.
+                ours.resolve(result={})
         progress = self._on_progress(params) if method == "notifications/progress" else None
         for listener in self._notification_listeners:
             listener(method, params)
@@ -1033,6 +1549,48 @@ class Session:
             answer = await handlers.elicitation(ElicitRequestParams.model_validate(params))
             return answer.model_dump(exclude_none=True)
         raise _RPCFailure(_METHOD_NOT_FOUND, f"Method not found: {method}")
+
+
+def _refuses_transport(error: MCPError, transport: str) -> bool:
+    """Whether ``error`` from establishing a session says "wrong transport"."""
+    if isinstance(error, ConnectError | ServerUnavailable | RequestTimeout | ClientClosed):
+        return False  # the server is down or slow: no verdict about its transport
+    if transport == "streamable-http":
+        # The spec: a legacy initialize refused with 400/404/405 (no modern error body)
+        # means a 2024-11-05 HTTP+SSE server.
+        return isinstance(error, HTTPStatusError) and error.status_code in (400, 404, 405)
+    # A cached HTTP+SSE assumption that fails in any other way: detect from scratch.
+    return True
+
+
+def _check_result_type(result: Any, method: str) -> None:
+    # 2026-07-28: absent means "complete"; a value we do not know (an extension we did
+    # not ask for) means a result we cannot read, which must not pass for a complete one.
+    kind = result.get("resultType") if isinstance(result, Mapping) else None
+    if kind is not None and kind not in ("complete", "input_required"):
+        raise MalformedMessage(
+            f"result of unknown resultType {kind!r}"[:200],
+            method=method,
+            execution=Execution.EXECUTED,
+        )
+
+
+def _is_outage(error: MCPError) -> bool:
+    """A failure that says nothing about the server's era or transport."""
+    return isinstance(
+        error, ConnectError | ConnectionLost | ServerUnavailable | RequestTimeout | ClientClosed
+    )
+
+
+def _input_methods(asked: Any) -> tuple[str, ...]:
+    if not isinstance(asked, Mapping):
+        return ()
+    return tuple(str(item.get("method")) for item in asked.values() if isinstance(item, Mapping))
+
+
+def _input_execution(method: str) -> Execution:
+    # A tool may have done work before it stopped to ask; a read has no effects.
+    return Execution.MAYBE if method == "tools/call" else Execution.NOT_EXECUTED
 
 
 def _server_request_key(request_id: Any) -> tuple[str, str]:

@@ -70,6 +70,14 @@ class _Stream:
 class LegacySSETransport(HTTPTransportBase):
     """HTTP+SSE (MCP 2024-11-05), client side. Same keywords as the Streamable HTTP one."""
 
+    name = "sse"
+
+    @property
+    def cancels_by_closing(self) -> bool:
+        # Answers come on the shared GET stream, never on the POST: closing a POST
+        # cancels nothing, in either era (mcp 2.3 serves the modern era here too).
+        return False
+
     def __init__(
         self,
         url: str,

@@ -28,6 +28,7 @@ from httpx._client import UseClientDefault
 from ._admission import Admission
 from ._classify import FailureContext, classify_http
 from ._config import Limits, Timeouts
+from ._detect import http_key
 from ._exceptions import (
     ConnectError,
     ConnectionLost,
@@ -38,6 +39,7 @@ from ._exceptions import (
     ProtocolError,
     TransportError,
 )
+from ._headers import ParamHeader, routing_headers
 from ._log import Logger
 from ._retry import backoff_sleep
 from ._sse import SSEDecoder, SSEEventTooLarge
@@ -113,10 +115,27 @@ def map_transport_errors(ctx: FailureContext, *, sent: Callable[[], bool]) -> It
 class Transport(abc.ABC):
     """The interface between a session and the wire."""
 
+    name: str = ""
+    """The transport's name in the public API: ``"streamable-http"``, ``"sse"``, ``"stdio"``."""
     session_id: str | None = None
     """The transport-level session id (``Mcp-Session-Id``), once the server assigned one."""
     protocol_version: str | None = None
     """The negotiated protocol version, sent as a header where the transport has headers."""
+    modern: bool = False
+    """True while the session speaks the modern era (2026-07-28): no sessions, routing
+    headers on every request, cancellation by closing the response stream."""
+    tool_param_headers: Callable[[str], tuple[ParamHeader, ...]] | None = None
+    """Looks up a tool's ``x-mcp-header`` annotations (the client's tool cache knows)."""
+
+    def detection_key(self) -> str | None:
+        """The key under which this server's detected era is cached (None: not cached)."""
+        return None
+
+    @property
+    def cancels_by_closing(self) -> bool:
+        """True if abandoning a request's response is how the server learns of a
+        cancellation (modern HTTP); otherwise ``notifications/cancelled`` is sent."""
+        return False
 
     @abc.abstractmethod
     async def open(self, deliver: Deliver, task_group: anyio.abc.TaskGroup) -> None:
@@ -146,6 +165,17 @@ class Transport(abc.ABC):
         the answers of many requests) ends: every pending request has lost its answer.
 
         Optional hook: transports whose answers come per request ignore it.
+        """
+
+    def set_undeliverable_handler(  # noqa: B027 - optional hook
+        self, handler: Callable[[Any, MCPError], None]
+    ) -> None:
+        """Register ``handler(request_id, error)``, called when the answer to a request
+        arrived but could not be delivered (too large, on a shared channel), so that
+        request fails at once instead of waiting for its timeout.
+
+        Optional hook: transports that read each answer in its own exchange raise the
+        error from :meth:`send` instead.
         """
 
     async def start_listening(self) -> None:  # noqa: B027 - optional hook, default is none
@@ -200,6 +230,13 @@ class HTTPTransportBase(Transport):
         self.session_id = None
         self.protocol_version = None
 
+    def detection_key(self) -> str | None:
+        return http_key(self._url)
+
+    @property
+    def cancels_by_closing(self) -> bool:
+        return self.modern
+
     def _open_client(self, *, max_connections: int) -> None:
         if self._client is None:
             self._client = httpx.AsyncClient(
@@ -229,7 +266,10 @@ class HTTPTransportBase(Transport):
 
 
 class StreamableHTTPTransport(HTTPTransportBase):
-    """Streamable HTTP (MCP 2025-03-26 … 2025-11-25), client side."""
+    """Streamable HTTP, client side: legacy era (MCP 2025-03-26 … 2025-11-25, sessions)
+    and modern era (2026-07-28: no sessions, ``Mcp-Method``/``Mcp-Name`` headers)."""
+
+    name = "streamable-http"
 
     def __init__(
         self,
@@ -253,6 +293,7 @@ class StreamableHTTPTransport(HTTPTransportBase):
         )
         self._deliver: Deliver = _nowhere
         self._listening = False
+        self._listen_scope: anyio.CancelScope | None = None
         # httpcore's pool rescans every queued request against every connection on each
         # change (quadratic): 500 callers on 100 connections spend >90% of their time
         # there. Few exchanges at a time, the rest queued here at O(1); see _admission.
@@ -292,6 +333,12 @@ class StreamableHTTPTransport(HTTPTransportBase):
         headers = self._headers(f"{_JSON}, {_SSE}")
         headers["Content-Type"] = _JSON
         request_id = message.get("id") if "method" in message else None
+        if self.modern and "method" in message:
+            specs: tuple[ParamHeader, ...] = ()
+            if message["method"] == "tools/call" and self.tool_param_headers is not None:
+                name = (message.get("params") or {}).get("name")
+                specs = self.tool_param_headers(name) if isinstance(name, str) else ()
+            headers.update(routing_headers(message, specs))
         request = client.build_request(
             "POST", self._url, content=body, headers=headers, timeout=self._http_timeout
         )
@@ -432,7 +479,8 @@ class StreamableHTTPTransport(HTTPTransportBase):
                 self._log.debug("sse.dropped", error=str(exc), request_id=request_id)
             if request_id is None:
                 return
-            if decoder.last_event_id is None or resumes >= _MAX_RESUMES:
+            # The modern era has no resumption: a broken stream lost the request.
+            if self.modern or decoder.last_event_id is None or resumes >= _MAX_RESUMES:
                 if malformed:
                     raise MalformedMessage(
                         f"response stream ended without an answer ({malformed} malformed "
@@ -489,56 +537,70 @@ class StreamableHTTPTransport(HTTPTransportBase):
     # --- the standalone GET stream ------------------------------------------------------
 
     async def start_listening(self) -> None:
-        if self._task_group is None or self._listening or self._closed:
+        # The modern era has no standalone stream (subscriptions/listen replaces it).
+        if self._task_group is None or self._listening or self._closed or self.modern:
             return
         self._listening = True
-        self._task_group.start_soon(self._listen)
+        scope = anyio.CancelScope()
+        self._listen_scope = scope
+        self._task_group.start_soon(self._listen, scope)
 
-    async def _listen(self) -> None:
+    async def _listen(self, scope: anyio.CancelScope) -> None:
         # The client may close before this task first runs (connect, then exit at once).
         client = self._client
         decoder = SSEDecoder(self._max_size)
         failures = 0
-        try:
-            while client is not None and not self._closed and failures < _MAX_GET_STREAM_FAILURES:
-                headers = self._headers(_SSE)
-                if decoder.last_event_id is not None:
-                    headers["Last-Event-ID"] = decoder.last_event_id
-                try:
-                    async with client.stream(
-                        "GET",
-                        self._url,
-                        headers=headers,
-                        timeout=self._http_timeout,
-                        auth=self._auth_arg(),
-                    ) as response:
-                        if response.status_code == 405:
-                            self._log.debug("get_stream.unsupported")
-                            return
-                        if response.status_code != 200 or not response.headers.get(
-                            "content-type", ""
-                        ).lower().startswith(_SSE):
-                            self._log.info("get_stream.refused", status=response.status_code)
-                            return
-                        async for chunk in response.aiter_bytes():
-                            for event in decoder.feed(chunk):
-                                failures = 0
-                                self._deliver_event(event.data, None)
-                except SSEEventTooLarge:
-                    self._log.warning("get_stream.event_too_large", limit=self._max_size)
-                    decoder = SSEDecoder(self._max_size)
-                except (httpx.TransportError, OSError) as exc:
-                    self._log.debug("get_stream.dropped", error=str(exc))
-                failures += 1
-                await backoff_sleep(_retry_delay(decoder))  # the server's `retry:`
-        finally:
+        with scope:
+            await self._listen_loop(client, decoder, failures)
+        if scope is self._listen_scope:
             self._listening = False
+            self._listen_scope = None
+
+    async def _listen_loop(
+        self, client: httpx.AsyncClient | None, decoder: SSEDecoder, failures: int
+    ) -> None:
+        while client is not None and not self._closed and failures < _MAX_GET_STREAM_FAILURES:
+            headers = self._headers(_SSE)
+            if decoder.last_event_id is not None:
+                headers["Last-Event-ID"] = decoder.last_event_id
+            try:
+                async with client.stream(
+                    "GET",
+                    self._url,
+                    headers=headers,
+                    timeout=self._http_timeout,
+                    auth=self._auth_arg(),
+                ) as response:
+                    if response.status_code == 405:
+                        self._log.debug("get_stream.unsupported")
+                        return
+                    if response.status_code != 200 or not response.headers.get(
+                        "content-type", ""
+                    ).lower().startswith(_SSE):
+                        self._log.info("get_stream.refused", status=response.status_code)
+                        return
+                    async for chunk in response.aiter_bytes():
+                        for event in decoder.feed(chunk):
+                            failures = 0
+                            self._deliver_event(event.data, None)
+            except SSEEventTooLarge:
+                self._log.warning("get_stream.event_too_large", limit=self._max_size)
+                decoder = SSEDecoder(self._max_size)
+            except (httpx.TransportError, OSError) as exc:
+                self._log.debug("get_stream.dropped", error=str(exc))
+            failures += 1
+            await backoff_sleep(_retry_delay(decoder))  # the server's `retry:`
 
     # --- lifecycle ------------------------------------------------------------------
 
     async def reset_session(self) -> None:
         self.session_id = None
         self.protocol_version = None
+        # The stream belonged to the old session; the next one opens its own.
+        if self._listen_scope is not None:
+            self._listen_scope.cancel()
+            self._listen_scope = None
+            self._listening = False
 
     async def end_session(self) -> None:
         if self.session_id is not None and self._client is not None:

@@ -23,6 +23,7 @@ __all__ = [
     "ContentBlock",
     "CreateMessageRequestParams",
     "CreateMessageResult",
+    "DiscoverResult",
     "ElicitRequestParams",
     "ElicitResult",
     "EmbeddedResource",
@@ -109,6 +110,20 @@ class InitializeResult(_Model):
     capabilities: ServerCapabilities
     serverInfo: Implementation
     instructions: str | None = None
+
+
+class DiscoverResult(_Model):
+    """The server's answer to ``server/discover`` (modern era, 2026-07-28).
+
+    ``ttlMs`` and ``cacheScope`` say how long, and for whom, the answer may be reused
+    (like HTTP ``Cache-Control``: ``"public"`` may be shared between users).
+    """
+
+    supportedVersions: list[str]
+    capabilities: ServerCapabilities
+    instructions: str | None = None
+    ttlMs: float = 0
+    cacheScope: Literal["public", "private"] | str = "private"
 
 
 # --- content --------------------------------------------------------------------------------

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+
+from resilient_mcp import _detect
 
 
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_detections() -> Iterator[None]:
+    # Era/transport detection is cached process-wide per endpoint; tests that reuse a
+    # fake URL must not inherit another test's findings (tests of the cache opt in).
+    _detect.clear_cache()
+    yield
+    _detect.clear_cache()

@@ -50,6 +50,9 @@ class FakeServer:
     requests: list[httpx.Request] = field(default_factory=list)
     get_stream: Callable[[httpx.Request], httpx.Response] | None = None
     """Answers the standalone GET stream (default: 405, no stream)."""
+    probes: list[dict[str, Any]] = field(default_factory=list)
+    """``server/discover`` era probes, answered as a legacy Python SDK server does (400
+    "Missing session ID") and kept out of ``received``/``requests`` unless routed."""
 
     def client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(transport=httpx.MockTransport(self.handle))
@@ -64,8 +67,19 @@ class FakeServer:
         if request.method == "DELETE":
             return httpx.Response(200)
         message = json.loads(request.content)
-        self.received.append(message)
         method = message.get("method")
+        if method == "server/discover" and method not in self.routes:
+            self.requests.pop()
+            self.probes.append(message)
+            return json_response(
+                {
+                    "jsonrpc": "2.0",
+                    "id": "server-error",
+                    "error": {"code": -32600, "message": "Bad Request: Missing session ID"},
+                },
+                status=400,
+            )
+        self.received.append(message)
         if method in self.routes:
             answer = self.routes[method](message)
             return answer if isinstance(answer, httpx.Response) else await answer

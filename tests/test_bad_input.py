@@ -235,4 +235,6 @@ class TestHandshakeBadInput:
             async with resilient_mcp.connect("http://127.0.0.1:9/mcp"):
                 pass
         assert info.value.execution is Execution.NOT_EXECUTED
-        assert info.value.method == "initialize"
+        # The first thing sent is the era probe; an outage is reported, not taken for
+        # an era.
+        assert info.value.method == "server/discover"

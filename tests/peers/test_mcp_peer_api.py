@@ -1,9 +1,10 @@
 """Every public call of :class:`resilient_mcp.Client` against a real `mcp` 2.3.0 server.
 
 Each test runs against the three shared peers (stateful with SSE responses, stateless,
-stateful with JSON responses) on asyncio and on trio. What the real server answers is
-asserted exactly, including the class of every typed error, so a change in either the
-peer or our classification shows up here.
+stateful with JSON responses), in both eras (mcp 2.3 servers speak the legacy handshake
+and the modern 2026-07-28 protocol on one endpoint), on asyncio and on trio. What the
+real server answers is asserted exactly, including the class of every typed error, so a
+change in either the peer or our classification shows up here.
 
 Facts about mcp 2.3.0 these tests pin down (read from its source, confirmed on the wire):
 
@@ -42,6 +43,7 @@ from resilient_mcp import (
 )
 from resilient_mcp._classify import FailureContext, classify_http
 from resilient_mcp._schema import validate
+from resilient_mcp._session import EraMode
 from resilient_mcp.types import (
     LoggingMessage,
     Progress,
@@ -58,6 +60,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.peer]
 # Generous for one test body; a healthy run takes milliseconds per test.
 DEADLINE = 15.0
 PROTOCOL_VERSION = "2025-11-25"
+MODERN = "2026-07-28"
 TOOLS = {"echo", "add", "progress", "log", "fail", "sleep", "bad_output"}
 RAW_HEADERS = {
     "Accept": "application/json, text/event-stream",
@@ -73,31 +76,42 @@ def peer(request: pytest.FixtureRequest) -> McpPeer:
     return found
 
 
+@pytest.fixture(params=["legacy", "modern"])
+def era(request: pytest.FixtureRequest) -> EraMode:
+    value = request.param
+    assert value in ("legacy", "modern")
+    return "legacy" if value == "legacy" else "modern"
+
+
 def streams_notifications(peer: McpPeer) -> bool:
     """Whether the peer can send request-related notifications (SSE responses)."""
     return not peer.json_response
 
 
-async def test_connect_reports_the_server(peer: McpPeer) -> None:
+async def test_connect_reports_the_server(peer: McpPeer, era: EraMode) -> None:
     with anyio.fail_after(DEADLINE):
-        client = resilient_mcp.connect(peer.url)
+        client = resilient_mcp.connect(peer.url, era=era)
         assert client.server_info is None  # nothing known before the handshake
         async with client:
             assert client.state is resilient_mcp.SessionState.READY
             info = client.server_info
             assert info is not None
             assert (info.name, info.version) == ("resilient-mcp-test-peer", "1.0.0")
-            assert client.protocol_version == PROTOCOL_VERSION
+            assert client.era == era
+            assert client.protocol_version == (PROTOCOL_VERSION if era == "legacy" else MODERN)
             assert client.instructions == "Test peer for resilient-mcp."
             caps = client.capabilities
             assert caps is not None
-            assert caps.tools == {"listChanged": False}
-            assert caps.resources == {"listChanged": False, "subscribe": False}
-            assert caps.prompts == {"listChanged": False}
+            # mcp 2.3 serves list_changed and resource updates through subscriptions/listen
+            # in the modern era; legacy sessions of this peer get neither.
+            modern = era == "modern"
+            assert caps.tools == {"listChanged": modern}
+            assert caps.resources == {"listChanged": modern, "subscribe": modern}
+            assert caps.prompts == {"listChanged": modern}
             assert caps.logging == {}
             assert caps.completions == {}
-            if peer.stateless:
-                assert client.session_id is None
+            if peer.stateless or era == "modern":
+                assert client.session_id is None  # no sessions in the modern era
             else:
                 assert client.session_id
                 assert client.session_id.isascii()
@@ -105,7 +119,7 @@ async def test_connect_reports_the_server(peer: McpPeer) -> None:
         assert client.state is resilient_mcp.SessionState.CLOSED
 
 
-async def test_leaving_at_once_with_the_server_stream_starting(peer: McpPeer) -> None:
+async def test_leaving_at_once_with_the_server_stream_starting(peer: McpPeer, era: EraMode) -> None:
     """Regression: the GET-stream task, started at the handshake's end, ran after the
     client had closed its httpx client and failed the task group (ClientClosed)."""
 
@@ -114,14 +128,16 @@ async def test_leaving_at_once_with_the_server_stream_starting(peer: McpPeer) ->
 
     with anyio.fail_after(DEADLINE):
         for _ in range(3):
-            async with resilient_mcp.connect(peer.url, handlers=Handlers(log=on_log)) as client:
+            async with resilient_mcp.connect(
+                peer.url, era=era, handlers=Handlers(log=on_log)
+            ) as client:
                 pass  # leave at once: the stream's task has not run yet
             assert client.state is resilient_mcp.SessionState.CLOSED
 
 
-async def test_list_tools_gives_names_and_schemas(peer: McpPeer) -> None:
+async def test_list_tools_gives_names_and_schemas(peer: McpPeer, era: EraMode) -> None:
     with anyio.fail_after(DEADLINE):
-        async with resilient_mcp.connect(peer.url) as client:
+        async with resilient_mcp.connect(peer.url, era=era) as client:
             tools = {tool.name: tool for tool in await client.list_tools()}
             assert set(tools) == TOOLS
             echo = tools["echo"]
@@ -143,9 +159,9 @@ async def test_list_tools_gives_names_and_schemas(peer: McpPeer) -> None:
             assert client.stats.requests == sent
 
 
-async def test_call_tool_results_and_tool_errors(peer: McpPeer) -> None:
+async def test_call_tool_results_and_tool_errors(peer: McpPeer, era: EraMode) -> None:
     with anyio.fail_after(DEADLINE):
-        async with resilient_mcp.connect(peer.url) as client:
+        async with resilient_mcp.connect(peer.url, era=era) as client:
             echoed = await client.call_tool("echo", {"text": "héllo"})
             assert not echoed.isError
             assert echoed.text == "héllo"
@@ -172,10 +188,10 @@ async def test_call_tool_results_and_tool_errors(peer: McpPeer) -> None:
             assert raised.value.message == "Error executing tool fail: nope"
 
 
-async def test_unknown_tool_and_bad_arguments_are_tool_errors(peer: McpPeer) -> None:
+async def test_unknown_tool_and_bad_arguments_are_tool_errors(peer: McpPeer, era: EraMode) -> None:
     """mcp 2.3 reports both in the result (isError), not as JSON-RPC -32602."""
     with anyio.fail_after(DEADLINE):
-        async with resilient_mcp.connect(peer.url) as client:
+        async with resilient_mcp.connect(peer.url, era=era) as client:
             unknown = await client.call_tool("no_such_tool", {"x": 1})
             assert unknown.isError
             assert unknown.text == "Unknown tool: no_such_tool"
@@ -192,9 +208,9 @@ async def test_unknown_tool_and_bad_arguments_are_tool_errors(peer: McpPeer) -> 
             assert type(raised.value) is ToolError
 
 
-async def test_structured_content_breaking_the_output_schema(peer: McpPeer) -> None:
+async def test_structured_content_breaking_the_output_schema(peer: McpPeer, era: EraMode) -> None:
     with anyio.fail_after(DEADLINE):
-        async with resilient_mcp.connect(peer.url) as client:
+        async with resilient_mcp.connect(peer.url, era=era) as client:
             # Validation uses the schemas of the tool list the client fetched.
             await client.list_tools()
             with pytest.raises(ToolOutputError) as raised:
@@ -209,7 +225,7 @@ async def test_structured_content_breaking_the_output_schema(peer: McpPeer) -> N
             assert error.result.text == "forty-two"
 
 
-async def test_progress_callback(peer: McpPeer) -> None:
+async def test_progress_callback(peer: McpPeer, era: EraMode) -> None:
     seen: list[Progress] = []
     last = anyio.Event()
 
@@ -219,7 +235,7 @@ async def test_progress_callback(peer: McpPeer) -> None:
             last.set()
 
     with anyio.fail_after(DEADLINE):
-        async with resilient_mcp.connect(peer.url) as client:
+        async with resilient_mcp.connect(peer.url, era=era) as client:
             done = await client.call_tool("progress", {"steps": 4}, progress=on_progress)
             assert done.text == "done 4"
             assert done.structuredContent == {"result": "done 4"}
@@ -232,9 +248,9 @@ async def test_progress_callback(peer: McpPeer) -> None:
                 assert seen == []  # the server drops them in JSON-response mode
 
 
-async def test_resources(peer: McpPeer) -> None:
+async def test_resources(peer: McpPeer, era: EraMode) -> None:
     with anyio.fail_after(DEADLINE):
-        async with resilient_mcp.connect(peer.url) as client:
+        async with resilient_mcp.connect(peer.url, era=era) as client:
             resources = await client.list_resources()
             assert [(r.uri, r.name, r.mimeType) for r in resources] == [
                 ("resource://static/hello", "hello", "text/plain")
@@ -258,9 +274,9 @@ async def test_resources(peer: McpPeer) -> None:
             assert (content.uri, content.text) == ("resource://greeting/bob", "Hello, bob!")
 
 
-async def test_read_unknown_resource_is_invalid_params(peer: McpPeer) -> None:
+async def test_read_unknown_resource_is_invalid_params(peer: McpPeer, era: EraMode) -> None:
     with anyio.fail_after(DEADLINE):
-        async with resilient_mcp.connect(peer.url) as client:
+        async with resilient_mcp.connect(peer.url, era=era) as client:
             with pytest.raises(InvalidParams) as raised:
                 await client.read_resource("resource://nowhere")
             error = raised.value
@@ -274,11 +290,17 @@ async def test_read_unknown_resource_is_invalid_params(peer: McpPeer) -> None:
             await client.ping()  # the session is unharmed
 
 
-async def test_subscribe_is_not_served(peer: McpPeer) -> None:
+async def test_subscribe_is_not_served(peer: McpPeer, era: EraMode) -> None:
     with anyio.fail_after(DEADLINE):
-        async with resilient_mcp.connect(peer.url) as client:
+        async with resilient_mcp.connect(peer.url, era=era) as client:
             assert client.capabilities is not None
             assert client.capabilities.resources is not None
+            if era == "modern":
+                # Served by subscriptions/listen: the calls change the stream's filter.
+                assert client.capabilities.resources["subscribe"] is True
+                await client.subscribe_resource("resource://static/hello")
+                await client.unsubscribe_resource("resource://static/hello")
+                return
             assert client.capabilities.resources["subscribe"] is False
             for call, method in (
                 (client.subscribe_resource, "resources/subscribe"),
@@ -292,9 +314,9 @@ async def test_subscribe_is_not_served(peer: McpPeer) -> None:
                 assert error.execution is Execution.NOT_EXECUTED
 
 
-async def test_prompts(peer: McpPeer) -> None:
+async def test_prompts(peer: McpPeer, era: EraMode) -> None:
     with anyio.fail_after(DEADLINE):
-        async with resilient_mcp.connect(peer.url) as client:
+        async with resilient_mcp.connect(peer.url, era=era) as client:
             prompts = await client.list_prompts()
             assert [p.name for p in prompts] == ["greet"]
             greet = prompts[0]
@@ -309,14 +331,19 @@ async def test_prompts(peer: McpPeer) -> None:
             assert got.messages[0].content == TextContent(text="Please greet Ann warmly.")
 
 
-async def test_prompt_errors_are_code_zero_server_errors(peer: McpPeer) -> None:
-    """The Python SDK answers a prompt's ValueError with code 0, not -32602."""
+async def test_prompt_errors_are_code_zero_server_errors(peer: McpPeer, era: EraMode) -> None:
+    """The Python SDK answers a prompt's ValueError with code 0, not -32602 (legacy era);
+    its modern-era path hides it behind -32603 "Internal server error"."""
     with anyio.fail_after(DEADLINE):
-        async with resilient_mcp.connect(peer.url) as client:
+        async with resilient_mcp.connect(peer.url, era=era) as client:
             with pytest.raises(ServerError) as raised:
                 await client.get_prompt("greet")
             error = raised.value
             assert type(error) is ServerError
+            if era == "modern":
+                assert (error.code, error.message) == (-32603, "Internal server error")
+                assert error.execution is Execution.EXECUTED
+                return
             assert error.code == 0
             assert error.message == "Missing required arguments: {'name'}"
             assert error.method == "prompts/get"
@@ -331,9 +358,9 @@ async def test_prompt_errors_are_code_zero_server_errors(peer: McpPeer) -> None:
             )
 
 
-async def test_complete(peer: McpPeer) -> None:
+async def test_complete(peer: McpPeer, era: EraMode) -> None:
     with anyio.fail_after(DEADLINE):
-        async with resilient_mcp.connect(peer.url) as client:
+        async with resilient_mcp.connect(peer.url, era=era) as client:
             by_prompt = await client.complete(
                 PromptReference(name="greet"), {"name": "name", "value": "al"}
             )
@@ -353,7 +380,7 @@ async def test_complete(peer: McpPeer) -> None:
             assert nothing.completion.values == []
 
 
-async def test_logging_level_and_log_handler(peer: McpPeer) -> None:
+async def test_logging_level_and_log_handler(peer: McpPeer, era: EraMode) -> None:
     received: list[LoggingMessage] = []
     loud = anyio.Event()
 
@@ -363,32 +390,38 @@ async def test_logging_level_and_log_handler(peer: McpPeer) -> None:
             loud.set()
 
     with anyio.fail_after(DEADLINE):
-        async with resilient_mcp.connect(peer.url, handlers=Handlers(log=on_log)) as client:
+        async with resilient_mcp.connect(
+            peer.url, era=era, handlers=Handlers(log=on_log)
+        ) as client:
             await client.set_logging_level("warning")
             quiet = await client.call_tool("log", {"message": "quiet", "level": "info"})
             # A stateless server builds a new session per request: the level cannot stick.
-            assert quiet.text == ("logged info" if peer.stateless else "filtered info")
+            # The modern era has no session level either: the server filters what it
+            # sends by the level in each request's _meta instead.
+            sessionless = peer.stateless or era == "modern"
+            assert quiet.text == ("logged info" if sessionless else "filtered info")
             logged = await client.call_tool("log", {"message": "loud", "level": "warning"})
             assert logged.text == "logged warning"
             if not streams_notifications(peer):
                 return  # the server drops them in JSON-response mode
             await loud.wait()
     # Handlers run in the order the server sent: had "quiet" been sent, it came first.
-    expected = [("info", "quiet")] if peer.stateless else []
+    # (In the modern era the level in _meta keeps it from being sent at all.)
+    expected = [("info", "quiet")] if peer.stateless and era == "legacy" else []
     expected.append(("warning", "loud"))
     assert [(m.level, m.data) for m in received] == expected
     assert {m.logger for m in received} == {"peer"}
 
 
-async def test_ping(peer: McpPeer) -> None:
+async def test_ping(peer: McpPeer, era: EraMode) -> None:
     with anyio.fail_after(DEADLINE):
-        async with resilient_mcp.connect(peer.url) as client:
+        async with resilient_mcp.connect(peer.url, era=era) as client:
             await client.ping()
             await client.ping(timeout=5)
             assert await client.request("ping") == {}
 
 
-async def test_many_sequential_and_concurrent_calls(peer: McpPeer) -> None:
+async def test_many_sequential_and_concurrent_calls(peer: McpPeer, era: EraMode) -> None:
     concurrent = sequential = 50
     results: dict[int, str] = {}
 
@@ -398,7 +431,7 @@ async def test_many_sequential_and_concurrent_calls(peer: McpPeer) -> None:
         results[i] = result.text
 
     with anyio.fail_after(DEADLINE):
-        async with resilient_mcp.connect(peer.url) as client:
+        async with resilient_mcp.connect(peer.url, era=era) as client:
             assert client.stats.requests == 1  # initialize
             # The schemas, so that every result below is validated against outputSchema.
             await client.list_tools()
@@ -406,17 +439,22 @@ async def test_many_sequential_and_concurrent_calls(peer: McpPeer) -> None:
                 for i in range(concurrent):
                     tg.start_soon(one, i)
             assert results == {i: str(i + 1000) for i in range(concurrent)}
-            assert client.stats.requests == 1 + 1 + concurrent  # nothing hidden, no retries
+            # Nothing hidden, no retries (in the modern era, list_tools also opened the
+            # subscriptions/listen stream that keeps the tool cache honest).
+            listen = 1 if era == "modern" else 0
+            assert client.stats.requests == 1 + 1 + concurrent + listen
 
             for i in range(sequential):
                 echoed = await client.call_tool("echo", {"text": f"n{i}"})
                 assert echoed.text == f"n{i}"
-            assert client.stats.requests == 2 + concurrent + sequential
+            assert client.stats.requests == 2 + concurrent + sequential + listen
             assert client.stats.handshakes == 1
             assert client.stats.unknown_responses == 0
 
 
-async def test_close_ends_the_session_and_spares_our_http_client(peer: McpPeer) -> None:
+async def test_close_ends_the_session_and_spares_our_http_client(
+    peer: McpPeer, era: EraMode
+) -> None:
     exchanges: list[tuple[str, int, str | None]] = []
 
     async def record(response: httpx.Response) -> None:
@@ -428,7 +466,7 @@ async def test_close_ends_the_session_and_spares_our_http_client(peer: McpPeer) 
     ping: dict[str, Any] = {"jsonrpc": "2.0", "id": "raw-ping", "method": "ping"}
     with anyio.fail_after(DEADLINE):
         async with httpx.AsyncClient(event_hooks={"response": [record]}, timeout=5) as http:
-            client = resilient_mcp.connect(peer.url, http_client=http)
+            client = resilient_mcp.connect(peer.url, era=era, http_client=http)
             async with client:
                 await client.ping()
                 assert {tool.name for tool in await client.list_tools()} == TOOLS  # cached
@@ -447,7 +485,7 @@ async def test_close_ends_the_session_and_spares_our_http_client(peer: McpPeer) 
 
             deletes = [(status, sid) for method, status, sid in exchanges if method == "DELETE"]
             if session_id is None:
-                assert peer.stateless
+                assert peer.stateless or era == "modern"
                 assert deletes == []  # nothing to end
             else:
                 assert deletes == [(200, session_id)]
@@ -467,7 +505,7 @@ async def test_close_ends_the_session_and_spares_our_http_client(peer: McpPeer) 
                 assert type(lost) is SessionLost
 
             # A fresh client over the same httpx client gets a new session.
-            async with resilient_mcp.connect(peer.url, http_client=http) as fresh:
+            async with resilient_mcp.connect(peer.url, era=era, http_client=http) as fresh:
                 assert fresh.session_id != session_id or session_id is None
                 assert (await fresh.call_tool("echo", {"text": "again"})).text == "again"
             assert not http.is_closed
