@@ -1,16 +1,38 @@
 # Two commands for a newcomer: `make demo` and `make test`. Both create .venv if needed.
+# `make test` also installs the real peer servers the tests run against (`make peers`):
+# mcp==1.26.0 in its own venv (.venv-mcp126) and Node's server-everything (npm ci).
+# `make demo` needs neither.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench clean
+VENV126  := .venv-mcp126
+STAMP126 := $(VENV126)/.installed
+REQS126  := tests/peers/requirements-mcp126.txt
+NPM      ?= npm
+NODE_STAMP := node_modules/.installed
+
+.PHONY: demo test lint typecheck pytest peers bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# mcp 1.26 cannot share .venv (mcp 2.3): the peer of tests/peers/mcp126_server.py.
+$(STAMP126): $(REQS126)
+	test -x $(VENV126)/bin/python || $(PYTHON) -m venv $(VENV126)
+	$(VENV126)/bin/python -m pip install --quiet --disable-pip-version-check -r $(REQS126)
+	touch $(STAMP126)
+
+# npm ci starts from an empty node_modules, exactly as package-lock.json says.
+$(NODE_STAMP): package.json package-lock.json
+	$(NPM) ci --no-audit --no-fund
+	touch $(NODE_STAMP)
+
+peers: $(STAMP126) $(NODE_STAMP)
 
 demo: $(STAMP)
 	$(PY) examples/demo.py
@@ -22,7 +44,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) peers
 	$(VENV)/bin/pytest
 
 test: lint typecheck pytest
@@ -31,4 +53,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_client.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache build dist
+	rm -rf $(VENV) $(VENV126) node_modules .mypy_cache .ruff_cache build dist

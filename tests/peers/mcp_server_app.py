@@ -1,18 +1,28 @@
-"""A real `mcp` 2.3.0 server over Streamable HTTP, run as a child process.
+"""A real `mcp` 2.3.0 server over Streamable HTTP, legacy HTTP+SSE or stdio, as a child process.
 
 Run it as a script or module::
 
     python tests/peers/mcp_server_app.py [--stateless] [--json-response] [--port 0]
+    python tests/peers/mcp_server_app.py --sse [--port 0]      # GET /sse + POST /messages/
+    python tests/peers/mcp_server_app.py --stdio               # a stdio server
     python -m tests.peers.mcp_server_app ...
 
-It binds 127.0.0.1 (port 0 = ephemeral unless ``--port`` says otherwise), starts
-uvicorn, and once the app is accepting connections prints exactly one line on stdout::
+Over HTTP it binds 127.0.0.1 (port 0 = ephemeral unless ``--port`` says otherwise),
+starts uvicorn, and once the app is accepting connections prints exactly one line on
+stdout::
 
     PORT <n>
 
 After that line stdout is redirected to stderr, so the parent may stop reading the
 pipe. The child exits when its stdin reaches EOF (the parent closed it or died),
-so it never outlives the process that started it.
+so it never outlives the process that started it. With ``--stdio`` stdin/stdout
+carry JSON-RPC instead and nothing else is printed on stdout.
+
+Both protocol eras are served with nothing to enable: over Streamable HTTP a POST
+whose ``MCP-Protocol-Version`` header is not a handshake version (e.g. 2026-07-28)
+goes to mcp's per-request ("modern") entry, anything else to the legacy
+initialize-handshake path; over SSE and stdio the first request of a connection
+decides its era (``serve_dual_era_loop``).
 
 The surface, for tests and benchmarks:
 
@@ -234,11 +244,19 @@ def _watch_stdin(server: uvicorn.Server) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--sse", action="store_true", help="legacy HTTP+SSE (GET /sse)")
+    mode.add_argument("--stdio", action="store_true", help="stdio server; no port")
     parser.add_argument("--stateless", action="store_true", help="stateless_http=True")
     parser.add_argument("--json-response", action="store_true", help="json_response=True")
     parser.add_argument("--port", type=int, default=0, help="0 = ephemeral (default)")
     parser.add_argument("--no-stdin-watch", action="store_true", help="do not exit on stdin EOF")
     args = parser.parse_args(argv)
+    if args.stdio:
+        import anyio
+
+        anyio.run(build_server().run_stdio_async)
+        return 0
 
     # proto=IPPROTO_TCP matters: asyncio only sets TCP_NODELAY on accepted sockets whose
     # proto is IPPROTO_TCP. With proto 0, Nagle + delayed ACK add ~40 ms to every
@@ -250,10 +268,15 @@ def main(argv: list[str] | None = None) -> int:
     sock.listen(1024)
     port = sock.getsockname()[1]
 
-    app = build_server().streamable_http_app(
-        json_response=args.json_response,
-        stateless_http=args.stateless,
-        host=HOST,
+    server = build_server()
+    app = (
+        server.sse_app(host=HOST)
+        if args.sse
+        else server.streamable_http_app(
+            json_response=args.json_response,
+            stateless_http=args.stateless,
+            host=HOST,
+        )
     )
     config = uvicorn.Config(
         app,
@@ -262,10 +285,10 @@ def main(argv: list[str] | None = None) -> int:
         lifespan="on",
         timeout_graceful_shutdown=2,
     )
-    server = _AnnouncingServer(config, port)
+    announcing = _AnnouncingServer(config, port)
     if not args.no_stdin_watch:
-        threading.Thread(target=_watch_stdin, args=(server,), daemon=True).start()
-    server.run(sockets=[sock])
+        threading.Thread(target=_watch_stdin, args=(announcing,), daemon=True).start()
+    announcing.run(sockets=[sock])
     return 0
 
 
