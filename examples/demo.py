@@ -81,7 +81,7 @@ async def naive(url: str, *, sleep_between: float | None) -> str:
         return describe(answer.json())
 
 
-async def resilient(url: str) -> tuple[list[str], float, resilient_mcp.SessionStats]:
+async def resilient(url: str) -> tuple[list[str], float, resilient_mcp.SessionStats, str]:
     texts: list[str] = []
     started = time.perf_counter()
     async with resilient_mcp.connect(url, wait_ready=False) as client:
@@ -95,7 +95,8 @@ async def resilient(url: str) -> tuple[list[str], float, resilient_mcp.SessionSt
             for i in range(20):
                 tg.start_soon(call, i)
         elapsed = time.perf_counter() - started
-        return texts, elapsed, client.stats
+        detected = f"{client.era} era over {client.transport} (protocol {client.protocol_version})"
+        return texts, elapsed, client.stats, detected
 
 
 async def main() -> None:
@@ -111,12 +112,13 @@ async def main() -> None:
         print(f"   -> the server rejected {rejected} request(s) as 'not initialized'\n")
 
         print("3. resilient-mcp: 20 calls issued before connect() finished")
-        texts, elapsed, stats = await resilient(running.url)
+        texts, elapsed, stats, detected = await resilient(running.url)
         ok = len(texts)
         early = running.stats.early_requests - rejected
         ready_ms = (stats.time_to_ready or 0) * 1000
         print(f"    ok      {ok}/20 calls succeeded in {elapsed * 1000:.0f} ms")
         print(f"    session ready after {ready_ms:.0f} ms (one handshake, no sleeps)")
+        print(f"    detected: {detected}")
         print(f"    requests the server saw too early: {early}")
         if ok != 20 or early != 0:
             raise SystemExit("demo failed: resilient-mcp should have passed every call")

@@ -12,9 +12,11 @@ running starts one; everyone else parks.
 "Handshake" covers era detection too: in the modern era (2026-07-28) there is no
 ``initialize``; a ``server/discover`` probe tells the two eras apart (see
 :meth:`Session._establish`), and every request then carries the protocol version, the
-client's capabilities and its info in ``_meta``. Book-keeping (states, queue, pending requests)
-is plain synchronous code with no ``await`` inside, so it needs no lock on one event
-loop; I/O happens outside it. When the session closes, everything pending fails at once.
+client's capabilities and its info in ``_meta``.
+
+Book-keeping (states, queue, pending requests) is plain synchronous code with no
+``await`` inside, so it needs no lock on one event loop; I/O happens outside it. When
+the session closes, everything pending fails at once.
 """
 
 from __future__ import annotations
