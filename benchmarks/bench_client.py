@@ -11,12 +11,16 @@ started in a child process on 127.0.0.1 by `tests/peers/launcher.py`. Figures:
     only sees this process: the server is a separate one)
 
 Contenders: the raw httpx floor, the "seed workaround" (floor + fixed sleeps, (a) only),
-`mcp.Client` and `fastmcp.Client` each twice (default `mode="auto"`, which negotiates the
-handshake-free modern era 2026-07-28 with this server, and `mode="legacy"`, which does the
-2025-11-25 initialize handshake like the floor and resilient-mcp), and `resilient_mcp`
-(n/a until it imports). Every contender's negotiated protocol version is printed. The
-SDK-relative targets are reported like-for-like (vs the better legacy-era SDK client) and
-vs the better of all SDK variants. See benchmarks/README.md for the definitions.
+and three MCP clients in both protocol eras: `mcp.Client` and `fastmcp.Client` with their
+default `mode="auto"` (which negotiates the handshake-free modern era 2026-07-28 with this
+server) and with `mode="legacy"` (the 2025-11-25 initialize handshake, like the floor), and
+`resilient_mcp.connect` with its default `era="auto"` (modern here too) and with
+`era="legacy"`, each of those also with a shared warm `httpx.AsyncClient` for (a). Every
+contender's negotiated protocol version is printed. Ratios are like-for-like per era
+(legacy: vs the floor and the better legacy-era SDK client; modern: vs the better `auto`
+SDK client) and "any era" (our best vs the best SDK variant). Before timing, an untimed
+wire check logs the requests one resilient-mcp connect puts on the wire in each era. See
+benchmarks/README.md for the definitions.
 
     .venv/bin/python benchmarks/bench_client.py [--quick] [--json PATH]
 """
@@ -65,8 +69,10 @@ MCP = "mcp"  # mode="auto" (the default)
 MCP_LEGACY = "mcp-legacy"
 FASTMCP = "fastmcp"  # mode="auto" (the default)
 FASTMCP_LEGACY = "fastmcp-legacy"
-RESILIENT = "resilient"
+RESILIENT = "resilient"  # era="auto" (the default)
 RESILIENT_SHARED = "resilient+shared"
+RESILIENT_LEGACY = "resilient-legacy"
+RESILIENT_LEGACY_SHARED = "resilient-legacy+shared"
 
 # Display names; the versions of mcp and fastmcp are in the header line.
 COLUMNS: dict[str, str] = {
@@ -78,14 +84,44 @@ COLUMNS: dict[str, str] = {
     FASTMCP_LEGACY: "fastmcp legacy",
     RESILIENT: "resilient",
     RESILIENT_SHARED: "resil+shared",
+    RESILIENT_LEGACY: "resilient legacy",
+    RESILIENT_LEGACY_SHARED: "resil legacy+shared",
 }
 ALL_KEYS: list[str] = list(COLUMNS)
-ONLY_A: tuple[str, ...] = (SEED, RESILIENT_SHARED)  # measured for figure (a) only
+ONLY_A: tuple[str, ...] = (SEED, RESILIENT_SHARED, RESILIENT_LEGACY_SHARED)  # (a) only
 
-# The SDK variants: all of them, and the like-for-like ones (forced legacy handshake, the
-# same era, 2025-11-25, and the same round trips as the floor and resilient-mcp).
+# The SDK variants: all of them, the like-for-like legacy ones (forced initialize
+# handshake: the same era, 2025-11-25, and the same round trips as the floor and
+# `resilient legacy`) and the modern ones (their default "auto", which negotiates
+# 2026-07-28 here, like `resilient`'s default era="auto").
 SDK_ALL: tuple[str, ...] = (MCP, MCP_LEGACY, FASTMCP, FASTMCP_LEGACY)
 SDK_LEGACY: tuple[str, ...] = (MCP_LEGACY, FASTMCP_LEGACY)
+SDK_AUTO: tuple[str, ...] = (MCP, FASTMCP)
+# Our variants that make their own httpx client, as the SDK clients do.
+RESILIENT_ALL: tuple[str, ...] = (RESILIENT, RESILIENT_LEGACY)
+
+# The era each contender must negotiate for the ratios it is in to be like-for-like.
+EXPECTED_ERA: dict[str, str] = {
+    FLOOR: "legacy",
+    SEED: "legacy",
+    MCP_LEGACY: "legacy",
+    FASTMCP_LEGACY: "legacy",
+    RESILIENT_LEGACY: "legacy",
+    RESILIENT_LEGACY_SHARED: "legacy",
+    MCP: "modern",
+    FASTMCP: "modern",
+    RESILIENT: "modern",
+    RESILIENT_SHARED: "modern",
+}
+
+# resilient-mcp remembers each endpoint's era process-wide (`resilient_mcp._detect`),
+# keyed by URL. If a forced era="legacy" connect recorded "legacy" there (as the client
+# did until 2026-11-23), later era="auto" connects to the same URL would skip the probe
+# and speak legacy too, and the interleaved `resilient` contender would silently become
+# a second legacy one. So the legacy contenders connect with this query parameter added
+# (the server ignores it; the cache key differs), and the wire check reports whether
+# that cross-talk happens.
+LEGACY_URL_TAG = ("bench", "resilient-legacy")
 
 FIGURES: dict[str, str] = {
     "a": "(a) ms",
@@ -160,8 +196,13 @@ class Results:
     samples: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
-    # contender -> negotiated protocol version
+    # contender -> negotiated protocol version (the last session's)
     protocols: dict[str, str] = field(default_factory=dict)
+    # contender -> every version its sessions negotiated in this run
+    protocols_seen: dict[str, list[str]] = field(default_factory=dict)
+    # the untimed wire check: what was found, and anything that looked wrong
+    wire: list[str] = field(default_factory=list)
+    wire_warnings: list[str] = field(default_factory=list)
 
     def put(self, figure: str, contender: str, samples: Sequence[float]) -> None:
         self.samples.setdefault(figure, {})[contender] = list(samples)
@@ -185,12 +226,15 @@ CallFn = Callable[[], Awaitable[None]]
 
 class Contender:
     key: str = ""
-    # The protocol version the last session negotiated (recorded in (a) and (b)/(c)).
+    # The protocol version the last session negotiated (recorded in (a) and (b)/(c)),
+    # and every version any of its sessions negotiated (a mix means an era switch).
     protocol_version: str | None = None
+    seen: frozenset[str] = frozenset()
 
     def _record(self, version: object) -> None:
         if isinstance(version, str):
             self.protocol_version = version
+            self.seen = self.seen | {version}
 
     async def once(self) -> None:
         """Figure (a): connect, first tools/call result, close."""
@@ -444,20 +488,150 @@ class FastMCPClient(ClientContender):
         return _negotiated(self.protocol_version, f"mode={self.mode!r}")
 
 
-class ResilientClient(ClientContender):
-    """`resilient_mcp.connect(url)`; with `shared`, `connect(url, http_client=shared)`."""
+def tagged_url(url: str, value: str) -> str:
+    """`url` with the `bench` query parameter set: the same endpoint for the server, a
+    different key for resilient-mcp's per-URL detection cache."""
+    return str(httpx.URL(url).copy_set_param(LEGACY_URL_TAG[0], value))
 
-    def __init__(self, url: str, http: httpx.AsyncClient | None) -> None:
+
+class ResilientClient(ClientContender):
+    """`resilient_mcp.connect(url, era=era)`; with `shared`, also `http_client=shared`.
+
+    era="auto" (the default) probes `server/discover` and speaks the modern era to this
+    server; era="legacy" does the initialize handshake, like the floor. The legacy
+    contenders use `tagged_url` (see `LEGACY_URL_TAG`).
+    """
+
+    def __init__(self, url: str, http: httpx.AsyncClient | None, era_mode: str) -> None:
         module: Any = importlib.import_module("resilient_mcp")
         self.connect: Callable[..., AbstractAsyncContextManager[Any]] = module.connect
-        self.url = url
+        self.era_mode = era_mode
+        self.url = tagged_url(url, LEGACY_URL_TAG[1]) if era_mode == "legacy" else url
         self.http = http
-        self.key = RESILIENT if http is None else RESILIENT_SHARED
+        if era_mode == "legacy":
+            self.key = RESILIENT_LEGACY if http is None else RESILIENT_LEGACY_SHARED
+        else:
+            self.key = RESILIENT if http is None else RESILIENT_SHARED
 
     def _client(self) -> AbstractAsyncContextManager[Any]:
         if self.http is None:
-            return self.connect(self.url)
-        return self.connect(self.url, http_client=self.http)
+            return self.connect(self.url, era=self.era_mode)
+        return self.connect(self.url, http_client=self.http, era=self.era_mode)
+
+    def note(self) -> str | None:
+        how = f"era={self.era_mode!r}"
+        if self.http is not None:
+            how += ", shared http_client"
+        if self.era_mode == "auto":
+            # (a) uses a fresh client per sample but one process: the era detected by
+            # the first connect is cached per URL; the wire check shows what it spares.
+            how += "; era detection cached per URL process-wide, see the wire check"
+        return _negotiated(self.protocol_version, how)
+
+
+# --------------------------------------------------------------------------------------
+# Wire check (untimed): what one resilient-mcp connect -> call -> close sends
+# --------------------------------------------------------------------------------------
+
+
+async def _raw_discover(http: httpx.AsyncClient, url: str, version: str) -> dict[str, Any]:
+    """One hand-written `server/discover` POST; its result (for cacheScope/ttlMs)."""
+    response = await http.post(
+        url,
+        headers={**HEADERS, "MCP-Protocol-Version": version, "Mcp-Method": "server/discover"},
+        json={
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "server/discover",
+            "params": {
+                "_meta": {
+                    "io.modelcontextprotocol/protocolVersion": version,
+                    "io.modelcontextprotocol/clientCapabilities": {},
+                    "io.modelcontextprotocol/clientInfo": {"name": "bench-wire", "version": "0"},
+                }
+            },
+        },
+    )
+    result = _parse_body(response, 1).get("result")
+    return result if isinstance(result, dict) else {}
+
+
+async def wire_check(url: str, results: Results) -> None:
+    """Log the requests of a few untimed resilient-mcp connects, on URLs of their own
+    (so the timed contenders start with a cold detection cache):
+
+    - two era="auto" connects in a row: does the second still send `server/discover`?
+    - one era="legacy" connect;
+    - an era="legacy" connect, then an era="auto" one to the same URL: does "auto"
+      still reach the modern era, or did the legacy connect's cache entry decide it?
+    """
+    try:
+        module: Any = importlib.import_module("resilient_mcp")
+    except ImportError:
+        return
+    log: list[str] = []
+
+    async def hook(request: httpx.Request) -> None:
+        method = None
+        if request.method == "POST":
+            try:
+                method = json.loads(request.content).get("method")
+            except ValueError:
+                method = "?"
+        log.append(f"{request.method} {method}" if method else request.method)
+
+    async with httpx.AsyncClient(event_hooks={"request": [hook]}, timeout=CALL_TIMEOUT) as http:
+
+        async def one(target: str, era_mode: str) -> tuple[str | None, list[str]]:
+            log.clear()
+            async with asyncio.timeout(CALL_TIMEOUT):
+                async with module.connect(target, http_client=http, era=era_mode) as client:
+                    _check_result(await client.call_tool(TOOL, ARGS))
+                    version = client.protocol_version
+            return version, list(log)
+
+        def show(requests: list[str]) -> str:
+            return ", ".join(requests) or "nothing"
+
+        auto_url = tagged_url(url, "wire-auto")
+        v1, first = await one(auto_url, "auto")
+        v2, second = await one(auto_url, "auto")
+        results.wire.append(f"resilient era='auto', 1st connect to a URL ({v1}): {show(first)}")
+        results.wire.append(f"resilient era='auto', 2nd connect to the URL ({v2}): {show(second)}")
+        if "POST server/discover" in second:
+            hint = ""
+            if era(v2) == "modern" and v2 is not None:
+                found = await _raw_discover(http, auto_url, v2)
+                hint = (
+                    f" (this server's discover result says cacheScope="
+                    f"{found.get('cacheScope')!r}, ttlMs={found.get('ttlMs')!r})"
+                )
+            results.wire.append(
+                "  -> the detection cache did not save the discover round trip here: every "
+                f"era='auto' connect sends server/discover{hint}; it only spares re-probing "
+                "a legacy server"
+            )
+        else:
+            results.wire.append(
+                "  -> the detection cache spared the 2nd connect its server/discover: only "
+                "the first connect to a URL in a process pays for it"
+            )
+        v3, legacy = await one(tagged_url(url, "wire-legacy"), "legacy")
+        results.wire.append(f"resilient era='legacy' ({v3}): {show(legacy)}")
+        mixed_url = tagged_url(url, "wire-mixed")
+        await one(mixed_url, "legacy")
+        v4, mixed = await one(mixed_url, "auto")
+        results.wire.append(
+            f"resilient era='auto' after an era='legacy' connect to the same URL ({v4}): "
+            f"{show(mixed)}"
+        )
+        if v1 is not None and era(v1) == "modern" and era(v4) != "modern":
+            results.wire_warnings.append(
+                "WARNING: resilient-mcp: an era='legacy' connect makes later era='auto' "
+                f"connects to the same URL speak {v4} (the per-URL detection cache records "
+                "'legacy' for a forced era); the benchmark gives its legacy contenders "
+                "their own URL (?" + "=".join(LEGACY_URL_TAG) + ") to measure each era"
+            )
 
 
 # --------------------------------------------------------------------------------------
@@ -620,7 +794,12 @@ def _best(
 
 
 def _row(
-    ratio: float | None, label: str, limit: float, at_most: bool, vs: str | None = None
+    ratio: float | None,
+    label: str,
+    limit: float,
+    at_most: bool,
+    vs: str | None = None,
+    ours: str | None = None,
 ) -> dict[str, Any]:
     return {
         "ratio": ratio,
@@ -628,48 +807,77 @@ def _row(
         "target": f"{'<=' if at_most else '>='} {limit}",
         "met": None if ratio is None else (ratio <= limit if at_most else ratio >= limit),
         "vs": vs,
+        "ours": ours,
     }
 
 
 def ratios(results: Results) -> dict[str, dict[str, Any]]:
     """Ratio lines and whether each target is met (None = cannot tell).
 
-    (a) and (b) are against the floor. (c) and (d) are against the SDK clients twice:
-    like-for-like (`*_legacy`: the better of mcp and fastmcp forced to the legacy
-    initialize handshake, the era resilient-mcp and the floor speak) and against the
-    better of all four variants (`*_all`, which includes the modern-era "auto" ones).
+    Per figure, up to three lines:
+
+    - `*_legacy`: like-for-like in the legacy era: `resilient legacy` against the floor
+      for (a) and (b) (also with a shared httpx client for (a)), against the better of
+      mcp and fastmcp forced to the legacy handshake for (c) and (d);
+    - `*_modern`: like-for-like in the modern era: `resilient` (era="auto", modern here)
+      against the better of mcp and fastmcp in their default mode="auto";
+    - `*_any`: the better of our two eras against the best of all four SDK variants.
+
+    Targets: (a) <= 1.3x and (b) <= 1.1x the floor; against SDK clients, at least as
+    good as the best of them (the anchors' "figures to beat").
     """
+    get = results.get
     out: dict[str, dict[str, Any]] = {}
-    floor_a, floor_b = results.get("a", FLOOR), results.get("b", FLOOR)
-    out["a"] = _row(_ratio(results.get("a", RESILIENT), floor_a), "resilient / floor", 1.3, True)
-    out["a_shared"] = _row(
-        _ratio(results.get("a", RESILIENT_SHARED), floor_a),
-        "resilient (shared httpx) / floor",
+    floor_a, floor_b = get("a", FLOOR), get("b", FLOOR)
+    out["a_legacy"] = _row(
+        _ratio(get("a", RESILIENT_LEGACY), floor_a), "resilient legacy / floor", 1.3, True
+    )
+    out["a_legacy_shared"] = _row(
+        _ratio(get("a", RESILIENT_LEGACY_SHARED), floor_a),
+        "resilient legacy (shared httpx) / floor",
         1.3,
         True,
     )
-    out["b"] = _row(_ratio(results.get("b", RESILIENT), floor_b), "resilient / floor", 1.1, True)
-    for fig, higher in (("c", True), ("d", False)):
-        for suffix, keys, label in (
-            ("legacy", SDK_LEGACY, "resilient / best legacy SDK (like-for-like)"),
-            ("all", SDK_ALL, "resilient / best SDK, any era"),
-        ):
-            best, vs = _best(results, fig, keys, higher_is_better=higher)
-            out[f"{fig}_{suffix}"] = _row(
-                _ratio(results.get(fig, RESILIENT), best), label, 1.0, not higher, vs
+    for fig, higher in (("a", False), ("b", False), ("c", True), ("d", False)):
+        if fig == "b":
+            out["b_legacy"] = _row(
+                _ratio(get("b", RESILIENT_LEGACY), floor_b), "resilient legacy / floor", 1.1, True
             )
+        if fig in ("c", "d"):
+            best, vs = _best(results, fig, SDK_LEGACY, higher_is_better=higher)
+            out[f"{fig}_legacy"] = _row(
+                _ratio(get(fig, RESILIENT_LEGACY), best),
+                "resilient legacy / best legacy SDK",
+                1.0,
+                not higher,
+                vs,
+            )
+        best, vs = _best(results, fig, SDK_AUTO, higher_is_better=higher)
+        out[f"{fig}_modern"] = _row(
+            _ratio(get(fig, RESILIENT), best),
+            "resilient / best auto SDK (modern)",
+            1.0,
+            not higher,
+            vs,
+        )
+        ours, who = _best(results, fig, RESILIENT_ALL, higher_is_better=higher)
+        best, vs = _best(results, fig, SDK_ALL, higher_is_better=higher)
+        out[f"{fig}_any"] = _row(
+            _ratio(ours, best), "resilient best / best SDK, any era", 1.0, not higher, vs, who
+        )
     return out
 
 
 def era_warnings(results: Results) -> list[str]:
-    """Say so when the like-for-like premise (all legacy era) does not hold in this run."""
+    """Say so when a contender did not negotiate the era its like-for-like ratios assume."""
     lines = []
-    for key in (FLOOR, RESILIENT, *SDK_LEGACY):
-        version = results.protocols.get(key)
-        if version is not None and era(version) != "legacy":
+    for key, expected in EXPECTED_ERA.items():
+        versions = results.protocols_seen.get(key, [])
+        wrong = [v for v in versions if era(v) != expected]
+        if wrong:
             lines.append(
-                f"WARNING: {COLUMNS[key]} negotiated {version} ({era(version)} era); the "
-                "like-for-like ratios assume the legacy era"
+                f"WARNING: {COLUMNS[key]} negotiated {', '.join(wrong)} ({era(wrong[0])} era) "
+                f"in this run; the {expected}-era like-for-like ratios assume the {expected} era"
             )
     return lines
 
@@ -688,22 +896,26 @@ def render(results: Results, keys: Sequence[str]) -> str:
                 cells.append(f"{'-':>11}")  # measured for (a) only
             else:
                 cells.append(f"{_fmt(value):>11}")
-        version = results.protocols.get(key) or "?"
+        seen = results.protocols_seen.get(key, [])
+        version = "mixed" if len(seen) > 1 else results.protocols.get(key) or "?"
         lines.append(f"{COLUMNS[key]:<{name_w}}  {version:<10} " + " ".join(cells))
     lines.append("")
     lines.append(LEGEND)
     lines.append("")
-    for fig, row in ratios(results).items():
+    rows = ratios(results)
+    label_w = max(len(row["label"]) for row in rows.values())
+    for fig, row in rows.items():
         name = fig.split("_")[0]
         ratio = row["ratio"]
         shown = "n/a" if ratio is None else f"{ratio:.2f}x"
         verdict = {True: "met", False: "NOT met", None: "-"}[row["met"]]
-        vs = f"  [vs {COLUMNS[row['vs']]}]" if row["vs"] else ""
+        ours = f"{COLUMNS[row['ours']]} " if row["ours"] else ""
+        vs = f"  [{ours}vs {COLUMNS[row['vs']]}]" if row["vs"] else ""
         lines.append(
-            f"({name}) {row['label']:<43} {shown:>7}   target {row['target']:<6} "
+            f"({name}) {row['label']:<{label_w}} {shown:>7}   target {row['target']:<6} "
             f"{verdict:<7}{vs}".rstrip()
         )
-    warnings = era_warnings(results)
+    warnings = results.wire_warnings + era_warnings(results)
     if warnings:
         lines.append("")
         lines.extend(warnings)
@@ -750,11 +962,12 @@ async def run(url: str, settings: Settings, results: Results) -> list[str]:
             except ImportError as exc:
                 results.fail(key, "import", exc)
         try:
-            contenders.append(ResilientClient(url, None))
-            contenders.append(ResilientClient(url, shared_http))
+            for era_mode in ("auto", "legacy"):
+                contenders.append(ResilientClient(url, None, era_mode))
+                contenders.append(ResilientClient(url, shared_http, era_mode))
         except (ImportError, AttributeError) as exc:
-            results.fail(RESILIENT, "import", exc)
-            results.fail(RESILIENT_SHARED, "import", exc)
+            for key in (RESILIENT, RESILIENT_SHARED, RESILIENT_LEGACY, RESILIENT_LEGACY_SHARED):
+                results.fail(key, "import", exc)
         keys = [c.key for c in contenders]
         # Warm the shared clients' connection pools before anything is timed.
         for http in (floor_http, shared_http):
@@ -763,9 +976,14 @@ async def run(url: str, settings: Settings, results: Results) -> list[str]:
             await _bounded(warm.initialized())
             await _bounded(warm.delete())
 
+        print("wire check (untimed) ...", file=sys.stderr)
+        try:
+            await wire_check(url, results)
+        except Exception as exc:
+            results.wire.append(f"wire check failed: {type(exc).__name__}: {exc}"[:300])
         print(f"(a) connect->call->close x{settings.connect_n} ...", file=sys.stderr)
         await measure_connect(contenders, settings, results)
-        session_contenders = [c for c in contenders if c.key not in (SEED, RESILIENT_SHARED)]
+        session_contenders = [c for c in contenders if c.key not in ONLY_A]
         print(f"(b) warm latency x{settings.latency_n} ...", file=sys.stderr)
         await measure_latency(session_contenders, settings, results)
         print(
@@ -780,6 +998,7 @@ async def run(url: str, settings: Settings, results: Results) -> list[str]:
                 results.notes[contender.key] = note
             if contender.protocol_version is not None:
                 results.protocols[contender.key] = contender.protocol_version
+                results.protocols_seen[contender.key] = sorted(contender.seen)
     return keys
 
 
@@ -800,7 +1019,7 @@ def _hard_stop(peer_box: list[McpPeer], seconds: float) -> threading.Timer:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="short run for CI smoke (~20 s)")
+    parser.add_argument("--quick", action="store_true", help="short run for CI smoke (~10-25 s)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--timeout", type=float, help="overall timeout in seconds")
     args = parser.parse_args(argv)
@@ -863,6 +1082,11 @@ def main(argv: list[str] | None = None) -> int:
         print()
         for key, note in results.notes.items():
             print(f"note {COLUMNS.get(key, key)}: {note}")
+    if results.wire:
+        print()
+        print("wire check (untimed; requests of one connect -> tools/call -> close each):")
+        for line in results.wire:
+            print(f"  {line}")
     if results.errors:
         print()
         for key, error in results.errors.items():
@@ -887,6 +1111,9 @@ def main(argv: list[str] | None = None) -> int:
             "errors": results.errors,
             "notes": results.notes,
             "protocols": results.protocols,
+            "protocols_seen": results.protocols_seen,
+            "wire": results.wire,
+            "warnings": results.wire_warnings + era_warnings(results),
             "eras": {key: era(version) for key, version in results.protocols.items()},
         }
         Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
