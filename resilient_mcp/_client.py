@@ -124,7 +124,11 @@ class Client:
             if name == "auto":
                 # Start where detection ended last time for this endpoint, and let the
                 # session switch when the server refuses this transport.
-                hint = _detect.cache.get(_detect.http_key(httpx.URL(resolved.url or "")))
+                hint = (
+                    _detect.cache.get(_detect.http_key(httpx.URL(resolved.url or "")))
+                    if era == "auto"  # a forced era neither reads nor writes detections
+                    else None
+                )
                 name = "sse" if hint is not None and hint.transport == "sse" else "streamable-http"
                 switch = self._http_transport
             wire = self._http_transport(name)
