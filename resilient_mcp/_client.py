@@ -456,34 +456,29 @@ class Client:
         params: dict[str, Any] = {"name": name, "arguments": dict(arguments or {})}
         if idempotent is None:
             idempotent = self._annotated_idempotent(name)
-        try:
-            result = await self._typed(
-                CallToolResult,
-                "tools/call",
-                params,
-                timeout,
-                progress,
-                retry=retry,
-                idempotent=idempotent,
-            )
-        except ServerError as exc:
-            if exc.code != _HEADER_MISMATCH or self._session.era != "modern":
-                raise
-            # -32020 (refused before running): our idea of the tool's header annotations
-            # is stale. The spec: list the tools again and retry.
-            self._log.info("tool.headers_stale", tool=name)
-            self._tools = None
-            self._tools_version += 1
-            await self.list_tools(timeout=timeout)
-            result = await self._typed(
-                CallToolResult,
-                "tools/call",
-                params,
-                timeout,
-                progress,
-                retry=retry,
-                idempotent=idempotent,
-            )
+        relisted = False
+        while True:
+            try:
+                result = await self._typed(
+                    CallToolResult,
+                    "tools/call",
+                    params,
+                    timeout,
+                    progress,
+                    retry=retry,
+                    idempotent=idempotent,
+                )
+                break
+            except ServerError as exc:
+                if relisted or exc.code != _HEADER_MISMATCH or self._session.era != "modern":
+                    raise
+                # -32020 (refused before running): our idea of the tool's header
+                # annotations is stale. The spec: list the tools again and retry, once.
+                self._log.info("tool.headers_stale", tool=name)
+                self._tools = None
+                self._tools_version += 1
+                await self.list_tools(timeout=timeout)
+                relisted = True
         if not result.isError:
             self._check_output(name, result)
         return result
