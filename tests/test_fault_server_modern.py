@@ -595,7 +595,11 @@ async def test_request_state_is_integrity_protected_and_bound() -> None:
             await post(client, live.url, tool_call("ask_user", {"rounds": 2}, capabilities=caps))
         ).json()
         state = first["result"]["requestState"]
-        for forged, arguments in ((state[:-1] + "0", {"rounds": 2}), (state, {"rounds": 1})):
+        # Change one character in the middle, always to a different one (the last
+        # character of base64 may only carry padding bits, and may already be any value).
+        mid = len(state) // 2
+        tampered = state[:mid] + ("A" if state[mid] != "A" else "B") + state[mid + 1 :]
+        for forged, arguments in ((tampered, {"rounds": 2}), (state, {"rounds": 1})):
             retry = tool_call("ask_user", arguments, request_id=2, capabilities=caps)
             retry["params"]["requestState"] = forged
             retry["params"]["inputResponses"] = {"q1": {"action": "accept", "content": {}}}
