@@ -1217,13 +1217,13 @@ class Session:
     ) -> Any:
         request_id = next(self._ids)
         message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
-        if progress is not None:
-            params = dict(params or {})
-            params["_meta"] = {**params.get("_meta", {}), "progressToken": request_id}
+        meta: dict[str, Any] = {"progressToken": request_id} if progress is not None else {}
         if self._transport.modern:
             # No handshake told the server who we are: every request says it.
+            meta.update(self._envelope())
+        if meta:
             params = dict(params or {})
-            params["_meta"] = {**params.get("_meta", {}), **self._envelope()}
+            params["_meta"] = {**params.get("_meta", {}), **meta}
         if params is not None:
             message["params"] = params
         pending = _Pending(method)
@@ -1555,7 +1555,7 @@ class Session:
 
 def _refuses_transport(error: MCPError, transport: str) -> bool:
     """Whether ``error`` from establishing a session says "wrong transport"."""
-    if isinstance(error, ConnectError | ServerUnavailable | RequestTimeout | ClientClosed):
+    if _is_outage(error):
         return False  # the server is down or slow: no verdict about its transport
     if transport == "streamable-http":
         # The spec: a legacy initialize refused with 400/404/405 (no modern error body)

@@ -26,7 +26,7 @@ import anyio.abc
 import httpx
 
 from ._classify import FailureContext, classify_http
-from ._config import Limits, Timeouts
+from ._config import Limits
 from ._exceptions import (
     ConnectError,
     ConnectionLost,
@@ -35,7 +35,6 @@ from ._exceptions import (
     ProtocolError,
     SessionLost,
 )
-from ._log import Logger
 from ._sse import SSEDecoder, SSEEventTooLarge
 from ._transport import (
     _ERROR_BODY_LIMIT,
@@ -78,26 +77,7 @@ class LegacySSETransport(HTTPTransportBase):
         # cancels nothing, in either era (mcp 2.3 serves the modern era here too).
         return False
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        headers: Mapping[str, str] | None,
-        auth: httpx.Auth | None,
-        http_client: httpx.AsyncClient | None,
-        timeouts: Timeouts,
-        limits: Limits,
-        logger: Logger,
-    ) -> None:
-        super().__init__(
-            url,
-            headers=headers,
-            auth=auth,
-            http_client=http_client,
-            timeouts=timeouts,
-            limits=limits,
-            logger=logger,
-        )
+    def _init_state(self, limits: Limits) -> None:
         self._deliver: Deliver | None = None
         self._on_lost: Callable[[str], None] = _ignore
         self._stream: _Stream | None = None

@@ -229,6 +229,10 @@ class HTTPTransportBase(Transport):
         )
         self.session_id = None
         self.protocol_version = None
+        self._init_state(limits)
+
+    def _init_state(self, limits: Limits) -> None:
+        """The subclass's own state (one constructor signature for every HTTP transport)."""
 
     def detection_key(self) -> str | None:
         return http_key(self._url)
@@ -271,26 +275,7 @@ class StreamableHTTPTransport(HTTPTransportBase):
 
     name = "streamable-http"
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        headers: Mapping[str, str] | None,
-        auth: httpx.Auth | None,
-        http_client: httpx.AsyncClient | None,
-        timeouts: Timeouts,
-        limits: Limits,
-        logger: Logger,
-    ) -> None:
-        super().__init__(
-            url,
-            headers=headers,
-            auth=auth,
-            http_client=http_client,
-            timeouts=timeouts,
-            limits=limits,
-            logger=logger,
-        )
+    def _init_state(self, limits: Limits) -> None:
         self._deliver: Deliver = _nowhere
         self._listening = False
         self._listen_scope: anyio.CancelScope | None = None

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import httpx
 import pytest
 
@@ -144,14 +145,6 @@ class EventReader:
             if line.startswith("data:"):
                 data.append(line[5:].lstrip())
         raise EOFError
-
-
-async def wait_for(predicate: Any, tries: int = 500) -> None:
-    for _ in range(tries):
-        if predicate():
-            return
-        await anyio.sleep(0.01)
-    raise AssertionError("the server never got there")
 
 
 # -- discover, results, caching ---------------------------------------------------------
@@ -487,7 +480,9 @@ async def test_closing_the_stream_cancels_the_request(json_response: bool) -> No
             ) as response:
                 async for _ in response.aiter_raw():
                     pass
-        await wait_for(lambda: live.stats.modern_cancellations == 1)
+        # The server notices the closed stream on its own loop: wait for that event.
+        assert await anyio.to_thread.run_sync(live.server.wait_for_cancellations, 1)
+        assert live.stats.modern_cancellations == 1
         assert live.stats.tool_calls["progress"] == 1
 
 
@@ -718,7 +713,9 @@ async def test_closing_a_listen_stream_cancels_it() -> None:
             "POST", live.url, content=json.dumps(listen), headers=headers_for(listen)
         ) as response:
             await EventReader(response).next()
-        await wait_for(lambda: live.stats.modern_cancellations == 1)
+        # The server notices the closed stream on its own loop: wait for that event.
+        assert await anyio.to_thread.run_sync(live.server.wait_for_cancellations, 1)
+        assert live.stats.modern_cancellations == 1
         live.server.notify_tools_changed()  # nobody listens any more: nothing breaks
 
 

@@ -766,7 +766,7 @@ class ModernEra:
             self.exchanges.discard(exchange)
         if outcome is None:
             if watch.gone:
-                self._server._stats.modern_cancellations += 1
+                self._server._count_modern_cancellation()
             elif exchange.dropped:
                 await cut_json(send, b"")
             return
@@ -850,7 +850,7 @@ class ModernEra:
             return  # returning mid-response makes the ASGI server drop the connection
         if not outcome:
             if watch.gone:
-                self._server._stats.modern_cancellations += 1
+                self._server._count_modern_cancellation()
             elif exchange.dropped and not committed:
                 await cut_json(send, b"")
             return
@@ -934,7 +934,7 @@ class ModernEra:
             self.exchanges.discard(exchange)
             sender.close()
         if watch.gone:
-            self._server._stats.modern_cancellations += 1
+            self._server._count_modern_cancellation()
             return
         if exchange.dropped or not listener.graceful:
             return  # cut without the listen result

@@ -578,6 +578,8 @@ class StrictServer:
         self._extra_tools = extra_tools
         self._page_size = page_size
         self._stats = ServerStats()
+        # Lets a test (in another thread) wait for a cancellation instead of polling.
+        self._cancellations = threading.Condition()
         self._counter = 0
         self._sessions: dict[str, _Session] = {}
         # Legacy SSE sessions whose GET stream ended: the Python SDK 1.x still accepts
@@ -725,6 +727,23 @@ class StrictServer:
             return Starlette(routes=routes, middleware=middleware, lifespan=self._lifespan)
         routes = [Route(ENDPOINT_PATH, endpoint=_Endpoint(self._handle_http))]
         return Starlette(routes=routes, lifespan=self._lifespan)
+
+    def _count_modern_cancellation(self) -> None:
+        with self._cancellations:
+            self._stats.modern_cancellations += 1
+            self._cancellations.notify_all()
+
+    def wait_for_cancellations(self, count: int, timeout: float = 10.0) -> bool:
+        """Block until `stats.modern_cancellations` reaches `count`; False on timeout.
+
+        For tests: the server notices a closed response stream on its own loop, some
+        time after the client closed it. Blocking, so call it from a worker thread in
+        async code (``await anyio.to_thread.run_sync(server.wait_for_cancellations, 1)``).
+        """
+        with self._cancellations:
+            return self._cancellations.wait_for(
+                lambda: self._stats.modern_cancellations >= count, timeout
+            )
 
     def restart(self) -> None:
         """Lose every session at once, as a restarted server process would.
