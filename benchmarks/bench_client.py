@@ -45,7 +45,7 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
@@ -114,7 +114,7 @@ EXPECTED_ERA: dict[str, str] = {
     RESILIENT_SHARED: "modern",
 }
 
-# resilient-mcp remembers each endpoint's era process-wide (`resilient_mcp._detect`),
+# resilient-mcp remembers each endpoint's era process-wide (`resilient_mcp._detection`),
 # keyed by URL. If a forced era="legacy" connect recorded "legacy" there (as the client
 # did until 2026-11-23), later era="auto" connects to the same URL would skip the probe
 # and speak legacy too, and the interleaved `resilient` contender would silently become
@@ -494,6 +494,21 @@ def tagged_url(url: str, value: str) -> str:
     return str(httpx.URL(url).copy_set_param(LEGACY_URL_TAG[0], value))
 
 
+def resilient_connect(
+    module: Any, url: str, http: httpx.AsyncClient | None, era_mode: str
+) -> AbstractAsyncContextManager[Any]:
+    """`module.connect` to `url`, sharing `http` if given, in both API generations
+    (HTTP options on `HTTPServer` since 2026-12-02, on `connect` before)."""
+    if http is None:
+        return cast(AbstractAsyncContextManager[Any], module.connect(url, era=era_mode))
+    if hasattr(module, "HTTPServer"):
+        target = module.HTTPServer(url, http_client=http)
+        return cast(AbstractAsyncContextManager[Any], module.connect(target, era=era_mode))
+    return cast(
+        AbstractAsyncContextManager[Any], module.connect(url, http_client=http, era=era_mode)
+    )
+
+
 class ResilientClient(ClientContender):
     """`resilient_mcp.connect(url, era=era)`; with `shared`, also `http_client=shared`.
 
@@ -503,8 +518,7 @@ class ResilientClient(ClientContender):
     """
 
     def __init__(self, url: str, http: httpx.AsyncClient | None, era_mode: str) -> None:
-        module: Any = importlib.import_module("resilient_mcp")
-        self.connect: Callable[..., AbstractAsyncContextManager[Any]] = module.connect
+        self.module: Any = importlib.import_module("resilient_mcp")
         self.era_mode = era_mode
         self.url = tagged_url(url, LEGACY_URL_TAG[1]) if era_mode == "legacy" else url
         self.http = http
@@ -514,9 +528,7 @@ class ResilientClient(ClientContender):
             self.key = RESILIENT if http is None else RESILIENT_SHARED
 
     def _client(self) -> AbstractAsyncContextManager[Any]:
-        if self.http is None:
-            return self.connect(self.url, era=self.era_mode)
-        return self.connect(self.url, http_client=self.http, era=self.era_mode)
+        return resilient_connect(self.module, self.url, self.http, self.era_mode)
 
     def note(self) -> str | None:
         how = f"era={self.era_mode!r}"
@@ -585,7 +597,7 @@ async def wire_check(url: str, results: Results) -> None:
         async def one(target: str, era_mode: str) -> tuple[str | None, list[str]]:
             log.clear()
             async with asyncio.timeout(CALL_TIMEOUT):
-                async with module.connect(target, http_client=http, era=era_mode) as client:
+                async with resilient_connect(module, target, http, era_mode) as client:
                     _check_result(await client.call_tool(TOOL, ARGS))
                     version = client.protocol_version
             return version, list(log)

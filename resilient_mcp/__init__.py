@@ -11,13 +11,18 @@ Quick start::
     async with resilient_mcp.connect(["uvx", "some-mcp-server"]) as client:  # stdio
         ...
 
+    server = resilient_mcp.HTTPServer(url, headers={"Authorization": "Bearer ..."})
+    async with resilient_mcp.connect(server, timeouts=resilient_mcp.Timeouts(request=10)):
+        ...
+
 Everything public is importable from here; modules whose names start with ``_`` are
 implementation details. Data models live in :mod:`resilient_mcp.types`; the test
 servers in :mod:`resilient_mcp.testing` (``pip install resilient-mcp[testing]``).
 """
 
 from ._client import Client, connect
-from ._config import DEFAULT, Limits, Timeouts
+from ._config import USE_CLIENT_DEFAULT, Limits, Timeouts
+from ._detection import Detection, DetectionCache
 from ._exceptions import (
     ClientClosed,
     ConnectError,
@@ -48,32 +53,37 @@ from ._exceptions import (
     UnsupportedProtocolVersion,
     UsageError,
 )
+from ._handlers import Handlers, ProgressCallback
+from ._options import ClientOptions
 from ._retry import RetryPolicy, disable_backoff
-from ._session import (
+from ._session import SessionState
+from ._stats import SessionStats
+from ._targets import HTTPServer, StdioServer
+from ._versions import (
     LATEST_PROTOCOL_VERSION,
     LEGACY_PROTOCOL_VERSIONS,
     MODERN_PROTOCOL_VERSIONS,
     SUPPORTED_PROTOCOL_VERSIONS,
-    Handlers,
-    SessionState,
-    SessionStats,
 )
-from ._stdio_transport import StdioServer
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
-    "DEFAULT",
     "LATEST_PROTOCOL_VERSION",
     "LEGACY_PROTOCOL_VERSIONS",
     "MODERN_PROTOCOL_VERSIONS",
     "SUPPORTED_PROTOCOL_VERSIONS",
+    "USE_CLIENT_DEFAULT",
     "Client",
     "ClientClosed",
+    "ClientOptions",
     "ConnectError",
     "ConnectionLost",
+    "Detection",
+    "DetectionCache",
     "Execution",
     "FateUnknown",
+    "HTTPServer",
     "HTTPStatusError",
     "Handlers",
     "HandshakeError",
@@ -85,6 +95,7 @@ __all__ = [
     "MessageTooLarge",
     "MethodNotFound",
     "NotInitialized",
+    "ProgressCallback",
     "ProtocolError",
     "QueueFull",
     "RequestCancelled",

@@ -1,27 +1,48 @@
-"""Small keyword-only configuration objects."""
+"""Small keyword-only configuration objects, and the "use the client's setting" sentinel.
+
+Every object here is frozen and validated when built: a value out of range raises
+:class:`~resilient_mcp.UsageError` (also a ``ValueError``), the one convention for
+configuration mistakes throughout the package.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
-__all__ = ["DEFAULT", "Limits", "Timeouts"]
+from ._exceptions import UsageError
+
+__all__ = ["USE_CLIENT_DEFAULT", "Limits", "Timeouts"]
 
 
-class _Default:
-    """Sentinel: "use the client's setting" (``None`` already means "no timeout")."""
+class UseClientDefault:
+    """The type of :data:`USE_CLIENT_DEFAULT` (as in httpx): "use the client's setting".
 
-    _instance: _Default | None = None
+    A distinct sentinel because ``None`` already means something (no timeout).
+    """
 
-    def __new__(cls) -> _Default:
+    _instance: UseClientDefault | None = None
+
+    def __new__(cls) -> UseClientDefault:
         if cls._instance is None:
             cls._instance = super().__new__(cls)
         return cls._instance
 
     def __repr__(self) -> str:
-        return "DEFAULT"
+        return "USE_CLIENT_DEFAULT"
+
+    def __reduce__(self) -> str:
+        return "USE_CLIENT_DEFAULT"
 
 
-DEFAULT = _Default()
+USE_CLIENT_DEFAULT: Final = UseClientDefault()
+"""Default of every per-call ``timeout=``: the client's :attr:`Timeouts.request`."""
+
+
+def _positive(owner: str, **values: float | None) -> None:
+    for name, value in values.items():
+        if value is not None and value <= 0:
+            raise UsageError(f"{owner}.{name} must be positive, got {value!r}")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -29,11 +50,14 @@ class Timeouts:
     """How long the client waits, in seconds. ``None`` means no limit.
 
     Attributes:
-        request: default for every request, counted from the call (time spent waiting
-            for the session to become ready included). Overridable per call.
-        initialize: the whole handshake (``initialize`` and ``notifications/initialized``).
-        connect: establishing a TCP/TLS connection.
-        reset_on_progress: a progress notification for a request restarts its ``request``
+        request: default for every call, counted from the call (time spent waiting for
+            the session to become ready, retries, re-sends and ``input_required``
+            rounds included). Overridable per call.
+        initialize: the whole handshake (era detection, ``initialize`` and
+            ``notifications/initialized``).
+        connect: establishing a TCP/TLS connection (and, on stdio, a server taking a
+            line from its stdin).
+        reset_on_progress: a progress notification for a call restarts its ``request``
             clock...
         max_total: ...but never past this much time since the call started.
         close: how long closing the client may take (session DELETE) before it gives up.
@@ -45,6 +69,9 @@ class Timeouts:
             probe before it is taken for a legacy server (legacy servers may ignore
             requests sent before ``initialize``). Over HTTP the probe is bounded by
             ``initialize``, and silence is a failure, not an era.
+
+    Raises:
+        UsageError: a duration that is zero or negative.
     """
 
     request: float | None = 60.0
@@ -57,18 +84,16 @@ class Timeouts:
     probe: float = 2.0
 
     def __post_init__(self) -> None:
-        for name in (
-            "request",
-            "initialize",
-            "connect",
-            "max_total",
-            "close",
-            "keepalive",
-            "probe",
-        ):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ValueError(f"Timeouts.{name} must be positive, got {value!r}")
+        _positive(
+            "Timeouts",
+            request=self.request,
+            initialize=self.initialize,
+            connect=self.connect,
+            max_total=self.max_total,
+            close=self.close,
+            keepalive=self.keepalive,
+            probe=self.probe,
+        )
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -76,26 +101,34 @@ class Limits:
     """Bounds that protect the client (and its process) from a misbehaving server or caller.
 
     Attributes:
-        max_queued: requests that may wait for the session to become ready; one more
+        max_queued: calls that may wait for the session to become ready; one more
             raises :class:`~resilient_mcp.QueueFull`.
         max_message_size: largest message accepted from the server, in bytes; a larger
             one fails the request it belongs to with :class:`~resilient_mcp.MessageTooLarge`.
-        max_pending_notifications: server notifications buffered for the handlers; past
-            this, new ones are dropped with a warning in the log.
+        max_pending_notifications: server notifications buffered for each handler (and
+            progress for each call, and server→client requests waiting for a free
+            handler); past this, new ones are dropped with a warning in the log.
+        max_server_requests: server→client requests (sampling, elicitation, roots,
+            ping) answered at once; more wait their turn.
         max_connections: short HTTP exchanges in flight at once (and the connections
             kept open). Callers beyond it wait their turn in FIFO order. Small is fast:
             httpcore's pool costs CPU per connection on every request. Over Streamable
             HTTP it also applies when you pass your own ``http_client``; over legacy
             HTTP+SSE it sizes the pool of the client's own ``httpx`` client only.
+            Answers to server→client requests do not wait for it.
         long_request: seconds after which an exchange still in flight stops counting
             against ``max_connections``, so that slow tool calls never starve the rest.
         max_input_rounds: how many ``input_required`` rounds (modern era) one call may
             go through before it fails with :class:`~resilient_mcp.InputRequiredError`.
+
+    Raises:
+        UsageError: a count below one, or a ``long_request`` that is not positive.
     """
 
     max_queued: int = 1024
     max_message_size: int = 16 * 1024 * 1024
     max_pending_notifications: int = 1024
+    max_server_requests: int = 16
     max_connections: int = 8
     long_request: float = 1.0
     max_input_rounds: int = 10
@@ -105,10 +138,10 @@ class Limits:
             "max_queued",
             "max_message_size",
             "max_pending_notifications",
+            "max_server_requests",
             "max_connections",
             "max_input_rounds",
         ):
             if getattr(self, name) < 1:
-                raise ValueError(f"Limits.{name} must be at least 1")
-        if self.long_request <= 0:
-            raise ValueError(f"Limits.long_request must be positive, got {self.long_request!r}")
+                raise UsageError(f"Limits.{name} must be at least 1")
+        _positive("Limits", long_request=self.long_request)

@@ -2,7 +2,7 @@
 
 Every failure a caller can see is an :class:`MCPError`. Raw ``httpx``/``anyio``
 exceptions and ``ExceptionGroup``\\ s never escape: they are translated at one
-boundary (:func:`resilient_mcp._transport.map_transport_errors`). The tree is grouped
+boundary (:func:`resilient_mcp._transports.base.map_transport_errors`). The tree is grouped
 by what the caller can do about it::
 
     MCPError                          every error; .method .request_id .session_id .execution
@@ -25,12 +25,13 @@ by what the caller can do about it::
     │   └── ResourceNotFound          -32002 from resources/read
     ├── ToolError                     the tool ran and reported failure (``isError``); .result
     │   └── ToolOutputError           the tool's structuredContent breaks its outputSchema
+    ├── InputRequiredError            the server needs input no handler can give (modern era)
     ├── FateUnknown                   a side-effecting call may have run; it was not retried
     ├── RequestTimeout                no answer in time (also a builtin ``TimeoutError``)
     ├── RequestCancelled              the request was abandoned because the client closed
-    └── UsageError                    a mistake in how the client is used
-        ├── ClientClosed              the client is closed (or was never opened)
-        └── QueueFull                 too many requests waiting for the session to be ready
+    ├── QueueFull                     backpressure: too many calls already wait for the session
+    └── UsageError                    a mistake in how the client is used (also a ``ValueError``)
+        └── ClientClosed              the client is closed (or was never opened)
 
 Every error says whether the request reached execution: :attr:`MCPError.execution` is
 :attr:`Execution.NOT_EXECUTED` (safe to send again), :attr:`Execution.EXECUTED` (the
@@ -412,18 +413,29 @@ class RequestCancelled(MCPError):
     """The request was abandoned because the client was closed while it was pending."""
 
 
-# --- usage ------------------------------------------------------------------------------------
+# --- backpressure and usage -------------------------------------------------------------------
 
 
-class UsageError(MCPError):
-    """The client was used in a way it does not support."""
+class QueueFull(MCPError):
+    """Backpressure: more calls already wait for the session than ``Limits.max_queued``.
+
+    Nothing was sent. Slow down, or raise the limit; the client does not retry it (that
+    would only add to the queue it refused to grow).
+    """
+
+    default_execution = Execution.NOT_EXECUTED
+
+
+class UsageError(MCPError, ValueError):
+    """The client was used, or configured, in a way it does not support.
+
+    Every configuration mistake raises it (an out-of-range ``Timeouts`` value, an
+    unsupported target, contradicting options), at the point where it is made. It is
+    also a ``ValueError``, as Python's own "operation on a closed file" is.
+    """
 
     default_execution = Execution.NOT_EXECUTED
 
 
 class ClientClosed(UsageError):
     """The client is closed, or was never opened."""
-
-
-class QueueFull(UsageError):
-    """More requests are waiting for the session to be ready than ``Limits.max_queued``."""

@@ -48,12 +48,10 @@ def header_value(value: str) -> str:
 
 
 def routing_headers(
-    message: Mapping[str, Any], param_specs: tuple[ParamHeader, ...] = ()
+    method: str, params: Mapping[str, Any] | None, param_specs: tuple[ParamHeader, ...] = ()
 ) -> dict[str, str]:
     """The ``Mcp-Method``/``Mcp-Name``/``Mcp-Param-*`` headers of one request."""
-    method = str(message["method"])
     headers = {"Mcp-Method": header_value(method)}
-    params = message.get("params")
     if not isinstance(params, Mapping):
         return headers
     key = NAME_PARAMS.get(method)

@@ -1,53 +1,28 @@
-"""Retry policy: one vocabulary for attempts, deadline and backoff; tenacity stays inside.
+"""The retry policy: one vocabulary for attempts, deadline and backoff (as in stamina).
 
-Which failures may be retried is not decided here but by :func:`retry_decision`, from the
-error's class and its :class:`~resilient_mcp.Execution` verdict: a request is re-sent only
-if it certainly did not run, or if running it twice is harmless.
+Which failures are retried is not decided here but by the decision table in
+:mod:`._recovery`, from the error's class and its :class:`~resilient_mcp.Execution`
+verdict: a request is re-sent only if it certainly did not run, or if running it twice
+is harmless. This module says how often and how long to wait; tenacity computes the
+waits and drives the retry loop, and stays an implementation detail.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
 import anyio
 import tenacity
 
-from ._exceptions import (
-    ConnectError,
-    ConnectionLost,
-    Execution,
-    HandshakeError,
-    HTTPStatusError,
-    InvalidParams,
-    MCPError,
-    ServerUnavailable,
-    SessionError,
-    TransportError,
-)
+from ._exceptions import UsageError
 
-__all__ = ["RetryPolicy", "backoff_sleep", "disable_backoff", "retry_decision"]
+__all__ = ["RetryPolicy", "backoff_disabled", "backoff_sleep", "disable_backoff"]
 
 Sleep = Callable[[float], Awaitable[None]]
-
-# Methods whose repetition is harmless: reads, and requests that set a state to a value.
-SAFE_METHODS = frozenset(
-    {
-        "ping",
-        "tools/list",
-        "resources/list",
-        "resources/templates/list",
-        "resources/read",
-        "resources/subscribe",
-        "resources/unsubscribe",
-        "prompts/list",
-        "prompts/get",
-        "completion/complete",
-        "logging/setLevel",
-    }
-)
 
 _no_backoff: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "resilient_mcp_no_backoff", default=False
@@ -58,8 +33,9 @@ _no_backoff: contextvars.ContextVar[bool] = contextvars.ContextVar(
 def disable_backoff() -> Iterator[None]:
     """Within this block (and tasks started in it), retries do not wait between attempts.
 
-    For tests: retry behaviour stays the same, only the delays go. State is restored on
-    exit.
+    For tests: retry behaviour stays the same, only the delays go (also the
+    server-requested ``retry:`` delay before an SSE stream is resumed). State is
+    restored on exit.
     """
     token = _no_backoff.set(True)
     try:
@@ -80,7 +56,7 @@ async def backoff_sleep(delay: float) -> None:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class RetryPolicy:
-    """How a failed request is retried (only when that is safe; see the docs).
+    """How a failed request is retried (only when that is safe; see docs/recovery.md).
 
     Attributes:
         attempts: tries in all, the first included (1 = never retry).
@@ -90,6 +66,9 @@ class RetryPolicy:
         wait_max: ...up to this.
         wait_jitter: plus a random delay up to this, so that clients do not retry in step.
         sleep: how to wait (injectable for tests; ``anyio.sleep`` by default).
+
+    Raises:
+        UsageError: ``attempts`` below one, a negative wait, a non-positive ``timeout``.
     """
 
     attempts: int = 3
@@ -101,12 +80,12 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
-            raise ValueError("RetryPolicy.attempts must be at least 1")
+            raise UsageError("RetryPolicy.attempts must be at least 1")
         for name in ("wait_initial", "wait_max", "wait_jitter"):
             if getattr(self, name) < 0:
-                raise ValueError(f"RetryPolicy.{name} must not be negative")
+                raise UsageError(f"RetryPolicy.{name} must not be negative")
         if self.timeout is not None and self.timeout <= 0:
-            raise ValueError("RetryPolicy.timeout must be positive")
+            raise UsageError("RetryPolicy.timeout must be positive")
 
     def backoff(self, retry_number: int, retry_after: float | None = None) -> float:
         """The delay before retry number ``retry_number`` (1-based).
@@ -115,49 +94,25 @@ class RetryPolicy:
         """
         if _no_backoff.get():
             return 0.0
-        strategy = tenacity.wait_exponential(
-            multiplier=self.wait_initial, max=self.wait_max
-        ) + tenacity.wait_random(0, self.wait_jitter)
         state = tenacity.RetryCallState(_RETRYING, None, (), {})
         state.attempt_number = retry_number
-        delay = float(strategy(state))
+        delay = float(_wait(self.wait_initial, self.wait_max, self.wait_jitter)(state))
         if retry_after is not None:
             delay = max(delay, retry_after)
         return delay
 
+    async def pause(self, delay: float) -> None:
+        """Wait ``delay`` seconds with :attr:`sleep` (nothing at all for no delay)."""
+        if delay > 0:
+            await self.sleep(delay)  # backoff: the only kind of sleep we do
 
-# tenacity computes waits from a call state that names its Retrying object; ours never runs.
-_RETRYING = tenacity.AsyncRetrying()
 
-
-def _transient(error: MCPError) -> bool:
-    return isinstance(error, TransportError | SessionError) or (
-        isinstance(error, HTTPStatusError) and error.status_code >= 500
+@functools.cache
+def _wait(initial: float, maximum: float, jitter: float) -> tenacity.wait.wait_base:
+    return tenacity.wait_exponential(multiplier=initial, max=maximum) + tenacity.wait_random(
+        0, jitter
     )
 
 
-def retry_decision(error: MCPError, *, safe: bool) -> tuple[bool, bool]:
-    """Decide about one failure: ``(retry, rehandshake_first)``.
-
-    Args:
-        error: the failure of one attempt.
-        safe: running the request twice is harmless (a read, an idempotent tool, or the
-            caller said so).
-    """
-    if isinstance(error, SessionError):
-        # Not initialized / session lost: certainly not executed; a new session fixes it.
-        return True, True
-    if isinstance(error, InvalidParams) and error.may_be_not_initialized:
-        # The Python SDK's ambiguous -32602: worth exactly one new handshake (the caller
-        # makes sure it is only one).
-        return True, True
-    if isinstance(error, HandshakeError):
-        # The handshake failed on its way (its `initialized` hit a 503, a dropped
-        # connection...): the call itself never went out, and a new handshake may work.
-        cause = error.__cause__
-        return isinstance(cause, MCPError) and _transient(cause), False
-    if isinstance(error, ConnectError | ConnectionLost | ServerUnavailable):
-        return error.execution is Execution.NOT_EXECUTED or safe, False
-    if isinstance(error, HTTPStatusError) and error.status_code >= 500:
-        return error.execution is Execution.NOT_EXECUTED or safe, False
-    return False, False
+# tenacity computes waits from a call state that names its Retrying object.
+_RETRYING = tenacity.AsyncRetrying()

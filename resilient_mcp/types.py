@@ -27,7 +27,10 @@ __all__ = [
     "ElicitRequestParams",
     "ElicitResult",
     "EmbeddedResource",
+    "Era",
+    "EraMode",
     "GetPromptResult",
+    "HTTPTransportName",
     "ImageContent",
     "Implementation",
     "InitializeResult",
@@ -57,6 +60,12 @@ __all__ = [
 ]
 
 Role = Literal["user", "assistant"]
+Era = Literal["modern", "legacy"]
+"""A protocol era: ``"modern"`` (2026-07-28, no handshake) or ``"legacy"`` (``initialize``)."""
+EraMode = Literal["auto", "modern", "legacy"]
+"""How a client picks the era: detect it (``"auto"``), or force one."""
+HTTPTransportName = Literal["auto", "streamable-http", "sse"]
+"""How an HTTP server is spoken to: detect it (``"auto"``), or force a transport."""
 LoggingLevel = Literal[
     "debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"
 ]

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from resilient_mcp import _detect
+from resilient_mcp._detection import default_cache
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -18,6 +18,6 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
 def _fresh_detections() -> Iterator[None]:
     # Era/transport detection is cached process-wide per endpoint; tests that reuse a
     # fake URL must not inherit another test's findings (tests of the cache opt in).
-    _detect.clear_cache()
+    default_cache.clear()
     yield
-    _detect.clear_cache()
+    default_cache.clear()

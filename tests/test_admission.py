@@ -10,7 +10,7 @@ import pytest
 
 import resilient_mcp
 from resilient_mcp import Limits
-from resilient_mcp._admission import Admission
+from resilient_mcp._transports.admission import Admission
 
 from .fake import FakeServer, json_response, result
 
@@ -32,7 +32,6 @@ class TestAdmission:
             admission.release(ticket)
 
         async with anyio.create_task_group() as tg:
-            tg.start_soon(admission.run)
             for i in range(3):
                 # One at a time: trio does not start tasks in the order they were spawned.
                 tg.start_soon(wait, i)
@@ -57,7 +56,6 @@ class TestAdmission:
             admission.release(ticket)
 
         async with anyio.create_task_group() as tg:
-            tg.start_soon(admission.run)
             long = await admission.acquire()
             tg.start_soon(second)
             with anyio.fail_after(5):
@@ -84,8 +82,7 @@ class TestSlowCallsDoNotStarveOthers:
         async with (
             server.client() as http,
             resilient_mcp.connect(
-                "http://127.0.0.1:1/mcp",
-                http_client=http,
+                resilient_mcp.HTTPServer("http://127.0.0.1:1/mcp", http_client=http),
                 limits=Limits(max_connections=1, long_request=0.05),
             ) as client,
             anyio.create_task_group() as tg,

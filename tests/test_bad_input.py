@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -41,7 +41,9 @@ async def run_bad_and_good(
     outcome: dict[str, Any] = {}
     async with (
         server.client() as http,
-        resilient_mcp.connect("http://127.0.0.1:1/mcp", http_client=http, limits=limits) as client,
+        resilient_mcp.connect(
+            resilient_mcp.HTTPServer("http://127.0.0.1:1/mcp", http_client=http), limits=limits
+        ) as client,
     ):
 
         async def bad() -> None:
@@ -142,6 +144,32 @@ class TestBadInputFailsOnlyItsRequest:
         error, _ = await run_bad_and_good(server, limits=Limits(max_message_size=4096))
         assert isinstance(error, resilient_mcp.MessageTooLarge)
 
+    async def test_a_50_mb_sse_event_under_default_limits_is_too_large_at_once(self) -> None:
+        """As the same answer sent as JSON is: refused once past the limit, not decoded to
+        the end (nor, as a quadratic decoder did, until the call's timeout)."""
+        server = FakeServer()
+        sent = 0
+
+        def streamed(message: dict[str, Any]) -> httpx.Response:
+            async def body() -> AsyncIterator[bytes]:
+                nonlocal sent
+                yield b'data: {"jsonrpc":"2.0","id":' + str(message["id"]).encode() + b',"x":"'
+                for _ in range(50 * 16):  # 50 MiB in 64 KiB chunks
+                    sent += 64 * 1024
+                    yield b"x" * (64 * 1024)
+                yield b'"}\n\n'
+
+            return httpx.Response(
+                200, content=body(), headers={"content-type": "text/event-stream"}
+            )
+
+        tool_routes(server, streamed)
+        with anyio.fail_after(30):
+            error, good = await run_bad_and_good(server)
+        assert isinstance(error, resilient_mcp.MessageTooLarge)
+        assert good == '{"n": 1}'
+        assert sent <= Limits().max_message_size + 1024 * 1024  # stopped reading at the limit
+
     async def test_text_plain_error_body(self) -> None:
         server = FakeServer()
         tool_routes(
@@ -194,7 +222,9 @@ class TestHandshakeBadInput:
         server = FakeServer(protocol_version="1999-01-01")
         async with server.client() as http:
             with pytest.raises(resilient_mcp.UnsupportedProtocolVersion) as info:
-                async with resilient_mcp.connect("http://127.0.0.1:1/mcp", http_client=http):
+                async with resilient_mcp.connect(
+                    resilient_mcp.HTTPServer("http://127.0.0.1:1/mcp", http_client=http)
+                ):
                     pass
         assert info.value.offered == "1999-01-01"
         assert "2025-11-25" in info.value.supported
@@ -206,7 +236,9 @@ class TestHandshakeBadInput:
         server = FakeServer(session_id="bad id")
         async with server.client() as http:
             with pytest.raises(resilient_mcp.MalformedMessage):
-                async with resilient_mcp.connect("http://127.0.0.1:1/mcp", http_client=http):
+                async with resilient_mcp.connect(
+                    resilient_mcp.HTTPServer("http://127.0.0.1:1/mcp", http_client=http)
+                ):
                     pass
 
     async def test_invalid_initialize_result(self) -> None:
@@ -214,7 +246,9 @@ class TestHandshakeBadInput:
         server.routes["initialize"] = lambda m: json_response(result(m, {"protocolVersion": 5}))
         async with server.client() as http:
             with pytest.raises(resilient_mcp.HandshakeError):
-                async with resilient_mcp.connect("http://127.0.0.1:1/mcp", http_client=http):
+                async with resilient_mcp.connect(
+                    resilient_mcp.HTTPServer("http://127.0.0.1:1/mcp", http_client=http)
+                ):
                     pass
 
     async def test_initialized_not_delivered_fails_the_handshake(self) -> None:
@@ -224,7 +258,9 @@ class TestHandshakeBadInput:
         )
         async with server.client() as http:
             with pytest.raises(resilient_mcp.HandshakeError) as info:
-                async with resilient_mcp.connect("http://127.0.0.1:1/mcp", http_client=http):
+                async with resilient_mcp.connect(
+                    resilient_mcp.HTTPServer("http://127.0.0.1:1/mcp", http_client=http)
+                ):
                     pass
         assert info.value.method == "notifications/initialized"
         assert isinstance(info.value.__cause__, resilient_mcp.HTTPStatusError)

@@ -36,7 +36,8 @@ class TestClientSideCancellation:
         async with (
             server.client() as http,
             resilient_mcp.connect(
-                "http://127.0.0.1:1/mcp", http_client=http, limits=Limits(max_connections=1)
+                resilient_mcp.HTTPServer("http://127.0.0.1:1/mcp", http_client=http),
+                limits=Limits(max_connections=1),
             ) as client,
             anyio.create_task_group() as tg,
         ):
@@ -64,7 +65,8 @@ class TestClientSideCancellation:
         async with server.client() as http:
             with pytest.raises(resilient_mcp.RequestTimeout) as info:
                 async with resilient_mcp.connect(
-                    "http://127.0.0.1:1/mcp", http_client=http, timeouts=Timeouts(initialize=0.05)
+                    resilient_mcp.HTTPServer("http://127.0.0.1:1/mcp", http_client=http),
+                    timeouts=Timeouts(initialize=0.05),
                 ):
                     pass
         assert info.value.method == "initialize"
@@ -107,7 +109,8 @@ class TestServerSideCancellation:
         async with (
             server.client() as http,
             resilient_mcp.connect(
-                "http://127.0.0.1:1/mcp", http_client=http, handlers=Handlers(sampling=sampling)
+                resilient_mcp.HTTPServer("http://127.0.0.1:1/mcp", http_client=http),
+                handlers=Handlers(sampling=sampling),
             ) as client,
         ):
             assert (await client.call_tool("ask")).text == "done"
@@ -136,7 +139,9 @@ class TestAcceptedRequests:
         server.get_stream = stream
         async with (
             server.client() as http,
-            resilient_mcp.connect("http://127.0.0.1:1/mcp", http_client=http) as client,
+            resilient_mcp.connect(
+                resilient_mcp.HTTPServer("http://127.0.0.1:1/mcp", http_client=http)
+            ) as client,
         ):
             with anyio.fail_after(5):
                 assert (await client.call_tool("deferred")).text == "later"

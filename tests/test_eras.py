@@ -28,9 +28,9 @@ from resilient_mcp import (
     Limits,
     RetryPolicy,
     UnsupportedProtocolVersion,
-    _detect,
-    _session,
 )
+from resilient_mcp._detection import default_cache, http_key
+from resilient_mcp._eras import modern as _modern
 from resilient_mcp.types import ElicitRequestParams, ElicitResult
 
 from .fake import FakeServer, json_response
@@ -122,7 +122,9 @@ async def test_modern_server_is_detected_and_every_request_carries_the_envelope(
     server = ModernServer()
     async with (
         server.client() as http,
-        resilient_mcp.connect(URL, http_client=http, client_info=None) as client,
+        resilient_mcp.connect(
+            resilient_mcp.HTTPServer(URL, http_client=http), client_info=None
+        ) as client,
     ):
         assert client.era == "modern"
         assert client.transport == "streamable-http"
@@ -155,7 +157,9 @@ async def test_modern_capabilities_follow_the_handlers() -> None:
     server = ModernServer()
     async with (
         server.client() as http,
-        resilient_mcp.connect(URL, http_client=http, handlers=Handlers(elicitation=elicit)),
+        resilient_mcp.connect(
+            resilient_mcp.HTTPServer(URL, http_client=http), handlers=Handlers(elicitation=elicit)
+        ),
     ):
         pass
     meta = server.received[0]["params"]["_meta"]
@@ -167,9 +171,12 @@ async def test_unsupported_version_answer_picks_a_mutual_version(
 ) -> None:
     # Pretend we also speak a newer modern version the server does not know yet: the
     # probe goes out in it, the server's -32022 names what it speaks, we pick that.
-    monkeypatch.setattr(_session, "MODERN_PROTOCOL_VERSIONS", ("2027-01-01", MODERN))
+    monkeypatch.setattr(_modern, "MODERN_PROTOCOL_VERSIONS", ("2027-01-01", MODERN))
     server = ModernServer()
-    async with server.client() as http, resilient_mcp.connect(URL, http_client=http) as client:
+    async with (
+        server.client() as http,
+        resilient_mcp.connect(resilient_mcp.HTTPServer(URL, http_client=http)) as client,
+    ):
         assert client.era == "modern"
         assert client.protocol_version == MODERN
         await client.call_tool("t", {})
@@ -189,7 +196,7 @@ async def test_modern_only_server_without_a_common_version_is_a_typed_error() ->
     with pytest.raises(UnsupportedProtocolVersion) as caught:
         async with (
             httpx.AsyncClient(transport=httpx.MockTransport(future_only)) as http,
-            resilient_mcp.connect(URL, http_client=http),
+            resilient_mcp.connect(resilient_mcp.HTTPServer(URL, http_client=http)),
         ):
             pass
     assert caught.value.supported == ("2031-01-01",)
@@ -218,7 +225,7 @@ async def test_any_non_modern_answer_to_the_probe_means_legacy(
     server = FakeServer(routes={"server/discover": answer})
     async with (
         server.client() as http,
-        resilient_mcp.connect(URL, http_client=http) as client,
+        resilient_mcp.connect(resilient_mcp.HTTPServer(URL, http_client=http)) as client,
     ):
         assert client.era == "legacy"
         assert client.protocol_version == "2025-11-25"
@@ -236,7 +243,10 @@ async def test_discover_result_offering_only_legacy_versions_means_legacy() -> N
         )
 
     server = FakeServer(routes={"server/discover": answer})
-    async with server.client() as http, resilient_mcp.connect(URL, http_client=http) as client:
+    async with (
+        server.client() as http,
+        resilient_mcp.connect(resilient_mcp.HTTPServer(URL, http_client=http)) as client,
+    ):
         assert client.era == "legacy"
 
 
@@ -244,7 +254,9 @@ async def test_forced_legacy_sends_no_probe() -> None:
     server = FakeServer()
     async with (
         server.client() as http,
-        resilient_mcp.connect(URL, http_client=http, era="legacy") as client,
+        resilient_mcp.connect(
+            resilient_mcp.HTTPServer(URL, http_client=http), era="legacy"
+        ) as client,
     ):
         assert client.era == "legacy"
     assert server.probes == []
@@ -255,7 +267,7 @@ async def test_forced_modern_against_a_legacy_server_is_a_typed_error() -> None:
     with pytest.raises(UnsupportedProtocolVersion, match="modern era"):
         async with (
             server.client() as http,
-            resilient_mcp.connect(URL, http_client=http, era="modern"),
+            resilient_mcp.connect(resilient_mcp.HTTPServer(URL, http_client=http), era="modern"),
         ):
             pass
     assert server.methods() == []  # no initialize was attempted
@@ -264,9 +276,9 @@ async def test_forced_modern_against_a_legacy_server_is_a_typed_error() -> None:
 async def test_second_connect_to_a_legacy_endpoint_skips_the_probe() -> None:
     server = FakeServer()
     async with server.client() as http:
-        async with resilient_mcp.connect(URL, http_client=http) as client:
+        async with resilient_mcp.connect(resilient_mcp.HTTPServer(URL, http_client=http)) as client:
             assert client.era == "legacy"
-        async with resilient_mcp.connect(URL, http_client=http) as client:
+        async with resilient_mcp.connect(resilient_mcp.HTTPServer(URL, http_client=http)) as client:
             assert client.era == "legacy"
     assert len(server.probes) == 1
     assert server.methods().count("initialize") == 2
@@ -276,7 +288,9 @@ async def test_second_connect_to_a_modern_endpoint_reuses_a_public_discover_resu
     server = ModernServer(ttl_ms=60_000, cache_scope="public")
     async with server.client() as http:
         for _ in range(3):
-            async with resilient_mcp.connect(URL, http_client=http) as client:
+            async with resilient_mcp.connect(
+                resilient_mcp.HTTPServer(URL, http_client=http)
+            ) as client:
                 assert client.era == "modern"
                 assert client.instructions == "be modern"
                 await client.call_tool("t", {})
@@ -287,10 +301,12 @@ async def test_a_private_discover_result_is_asked_again_but_the_era_is_remembere
     server = ModernServer(ttl_ms=60_000, cache_scope="private")
     async with server.client() as http:
         for _ in range(2):
-            async with resilient_mcp.connect(URL, http_client=http) as client:
+            async with resilient_mcp.connect(
+                resilient_mcp.HTTPServer(URL, http_client=http)
+            ) as client:
                 assert client.era == "modern"
-    assert server.methods() == ["server/discover", "server/discover"]
-    entry = _detect.cache.get(_detect.http_key(httpx.URL(URL)))
+        assert server.methods() == ["server/discover", "server/discover"]
+        entry = default_cache.get(http_key(httpx.URL(URL), http_client=http))
     assert entry is not None
     assert entry.era == "modern"
     assert entry.discover is None
@@ -314,10 +330,10 @@ async def test_cached_modern_endpoint_that_turned_legacy_is_detected_again() -> 
         return answer if isinstance(answer, httpx.Response) else await answer
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(route)) as http:
-        async with resilient_mcp.connect(URL, http_client=http) as client:
+        async with resilient_mcp.connect(resilient_mcp.HTTPServer(URL, http_client=http)) as client:
             assert client.era == "modern"
         current[0] = legacy.handle  # redeployed in place as a legacy server
-        async with resilient_mcp.connect(URL, http_client=http) as client:
+        async with resilient_mcp.connect(resilient_mcp.HTTPServer(URL, http_client=http)) as client:
             # The cached discover result let us skip the probe; the first call then
             # met a legacy server, which the client detected and followed.
             result = await client.call_tool("echo", {"x": 1})
@@ -364,7 +380,9 @@ async def test_input_required_is_answered_by_the_handlers_and_resent() -> None:
     server.tools["deploy"] = confirm
     async with (
         server.client() as http,
-        resilient_mcp.connect(URL, http_client=http, handlers=Handlers(elicitation=elicit)) as c,
+        resilient_mcp.connect(
+            resilient_mcp.HTTPServer(URL, http_client=http), handlers=Handlers(elicitation=elicit)
+        ) as c,
     ):
         result = await c.call_tool("deploy", {})
     assert result.text == "accept:{'ok': True}"
@@ -381,7 +399,10 @@ async def test_input_required_without_a_handler_is_a_typed_error() -> None:
 
     server = ModernServer()
     server.tools["needs_roots"] = ask
-    async with server.client() as http, resilient_mcp.connect(URL, http_client=http) as client:
+    async with (
+        server.client() as http,
+        resilient_mcp.connect(resilient_mcp.HTTPServer(URL, http_client=http)) as client,
+    ):
         with pytest.raises(InputRequiredError, match="no handler for roots/list") as caught:
             await client.call_tool("needs_roots", {})
     assert caught.value.methods == ("roots/list",)
@@ -402,8 +423,7 @@ async def test_input_required_rounds_are_bounded() -> None:
     async with (
         server.client() as http,
         resilient_mcp.connect(
-            URL,
-            http_client=http,
+            resilient_mcp.HTTPServer(URL, http_client=http),
             limits=Limits(max_input_rounds=3),
             retry=RetryPolicy(sleep=no_sleep),
         ) as client,
@@ -417,7 +437,10 @@ async def test_input_required_rounds_are_bounded() -> None:
 
 async def test_ping_and_log_level_in_the_modern_era() -> None:
     server = ModernServer()
-    async with server.client() as http, resilient_mcp.connect(URL, http_client=http) as client:
+    async with (
+        server.client() as http,
+        resilient_mcp.connect(resilient_mcp.HTTPServer(URL, http_client=http)) as client,
+    ):
         await client.ping()
         await client.set_logging_level("debug")
         await client.call_tool("t", {})
@@ -439,7 +462,9 @@ async def test_legacy_sse_server_is_found_after_streamable_http_is_refused() -> 
 
     async with (
         httpx.AsyncClient(transport=httpx.MockTransport(handle)) as http,
-        resilient_mcp.connect("http://old.test/sse", http_client=http, wait_ready=False) as c,
+        resilient_mcp.connect(
+            resilient_mcp.HTTPServer("http://old.test/sse", http_client=http), wait_ready=False
+        ) as c,
     ):
         # The mock cannot stream an endless SSE body; reaching the GET proves the switch.
         with pytest.raises(resilient_mcp.MCPError):
@@ -486,8 +511,7 @@ async def test_subscriptions_listen_carries_notifications_in_the_modern_era() ->
     async with (
         httpx.AsyncClient(transport=httpx.MockTransport(handle)) as http,
         resilient_mcp.connect(
-            URL,
-            http_client=http,
+            resilient_mcp.HTTPServer(URL, http_client=http),
             handlers=Handlers(notification=on_notification),
             retry=RetryPolicy(sleep=no_sleep),
         ) as client,
@@ -569,7 +593,9 @@ async def test_x_mcp_header_arguments_travel_as_mcp_param_headers() -> None:
     with capture_logs() as events:
         async with (
             httpx.AsyncClient(transport=httpx.MockTransport(handle)) as http,
-            resilient_mcp.connect(URL, http_client=http, logger=structlog.get_logger()) as c,
+            resilient_mcp.connect(
+                resilient_mcp.HTTPServer(URL, http_client=http), logger=structlog.get_logger()
+            ) as c,
         ):
             names = [tool.name for tool in await c.list_tools()]
             await c.call_tool(
@@ -607,7 +633,7 @@ async def test_header_mismatch_lists_the_tools_again_and_retries_once() -> None:
 
     async with (
         httpx.AsyncClient(transport=httpx.MockTransport(handle)) as http,
-        resilient_mcp.connect(URL, http_client=http) as client,
+        resilient_mcp.connect(resilient_mcp.HTTPServer(URL, http_client=http)) as client,
     ):
         await client.list_tools()  # the server changed the tool since: no annotation here
         result = await client.call_tool("deploy", {"region": "eu"})
@@ -626,6 +652,9 @@ async def test_header_mismatch_lists_the_tools_again_and_retries_once() -> None:
 async def test_unknown_result_type_is_malformed_not_complete() -> None:
     server = ModernServer()
     server.tools["task"] = lambda params: {"resultType": "task", "taskId": "1"}
-    async with server.client() as http, resilient_mcp.connect(URL, http_client=http) as client:
+    async with (
+        server.client() as http,
+        resilient_mcp.connect(resilient_mcp.HTTPServer(URL, http_client=http)) as client,
+    ):
         with pytest.raises(resilient_mcp.MalformedMessage, match="resultType"):
             await client.call_tool("task", {})

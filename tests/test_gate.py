@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 import httpx
 import pytest
@@ -124,8 +126,7 @@ class TestGateBookkeeping:
         async with (
             server.client() as http,
             resilient_mcp.connect(
-                "http://127.0.0.1:1/mcp",
-                http_client=http,
+                resilient_mcp.HTTPServer("http://127.0.0.1:1/mcp", http_client=http),
                 wait_ready=False,
                 limits=Limits(max_queued=3),
             ) as client,
@@ -151,14 +152,19 @@ class TestGateBookkeeping:
 
     async def test_handshake_failure_reaches_every_parked_call(self) -> None:
         server = FakeServer()
-        server.routes["initialize"] = lambda m: httpx.Response(
-            401, content=b"no token", headers={"content-type": "text/plain"}
-        )
+        parked = anyio.Event()
+
+        async def refuse(message: dict[str, Any]) -> httpx.Response:
+            await parked.wait()  # the handshake fails only once all five calls wait for it
+            return httpx.Response(401, content=b"no token", headers={"content-type": "text/plain"})
+
+        server.routes["initialize"] = refuse
         errors: list[resilient_mcp.MCPError] = []
         async with (
             server.client() as http,
             resilient_mcp.connect(
-                "http://127.0.0.1:1/mcp", http_client=http, wait_ready=False
+                resilient_mcp.HTTPServer("http://127.0.0.1:1/mcp", http_client=http),
+                wait_ready=False,
             ) as client,
         ):
 
@@ -171,6 +177,9 @@ class TestGateBookkeeping:
             async with anyio.create_task_group() as tg:
                 for _ in range(5):
                     tg.start_soon(call)
+                await anyio.wait_all_tasks_blocked()
+                assert "5 queued" in repr(client)
+                parked.set()
         assert len(errors) == 5
         assert len({id(e) for e in errors}) == 5, "each parked call raises its own error object"
         for error in errors:
@@ -193,7 +202,8 @@ class TestGateBookkeeping:
         errors: list[BaseException] = []
         async with server.client() as http:
             client = resilient_mcp.connect(
-                "http://127.0.0.1:1/mcp", http_client=http, wait_ready=False
+                resilient_mcp.HTTPServer("http://127.0.0.1:1/mcp", http_client=http),
+                wait_ready=False,
             )
             async with client, anyio.create_task_group() as tg:
 
@@ -222,8 +232,7 @@ class TestGateBookkeeping:
         async with (
             server.client() as http,
             resilient_mcp.connect(
-                "http://127.0.0.1:1/mcp",
-                http_client=http,
+                resilient_mcp.HTTPServer("http://127.0.0.1:1/mcp", http_client=http),
                 wait_ready=False,
                 timeouts=Timeouts(request=0.05, initialize=30),
             ) as client,
@@ -238,7 +247,9 @@ class TestGateBookkeeping:
     async def test_client_refuses_use_after_close_and_reuse(self) -> None:
         server = FakeServer()
         async with server.client() as http:
-            client = resilient_mcp.connect("http://127.0.0.1:1/mcp", http_client=http)
+            client = resilient_mcp.connect(
+                resilient_mcp.HTTPServer("http://127.0.0.1:1/mcp", http_client=http)
+            )
             async with client:
                 await client.ping()
             with pytest.raises(resilient_mcp.ClientClosed):

@@ -56,7 +56,9 @@ async def test_list_tools_call_tool_read_resource() -> None:
     with anyio.fail_after(LIMIT_S):
         async with serve(StrictServer(profile=PROFILE)) as running:
             assert running.url.endswith("/sse")
-            async with resilient_mcp.connect(running.url, transport="sse") as client:
+            async with resilient_mcp.connect(
+                resilient_mcp.HTTPServer(running.url, transport="sse")
+            ) as client:
                 assert client.state is SessionState.READY
                 assert client.session_id is not None  # the endpoint's session_id
                 tools = await client.list_tools()
@@ -79,7 +81,9 @@ async def test_50_concurrent_calls() -> None:
     with anyio.fail_after(LIMIT_S):
         async with serve(StrictServer(profile=PROFILE)) as running:
             texts: list[str] = []
-            async with resilient_mcp.connect(running.url, transport="sse") as client:
+            async with resilient_mcp.connect(
+                resilient_mcp.HTTPServer(running.url, transport="sse")
+            ) as client:
 
                 async def call(i: int) -> None:
                     texts.append((await client.call_tool("echo", {"text": str(i)})).text)
@@ -101,7 +105,7 @@ async def test_gate_holds_calls_until_initialized_is_delivered() -> None:
         async with serve(server) as running:
             texts: list[str] = []
             async with resilient_mcp.connect(
-                running.url, transport="sse", wait_ready=False
+                resilient_mcp.HTTPServer(running.url, transport="sse"), wait_ready=False
             ) as client:
                 assert client.state is not SessionState.READY
 
@@ -131,7 +135,9 @@ async def test_gate_holds_calls_until_initialized_is_delivered() -> None:
 async def test_no_early_request_with_handshake_delay() -> None:
     with anyio.fail_after(LIMIT_S):
         async with serve(StrictServer(profile=PROFILE, handshake_delay=0.2)) as running:
-            async with resilient_mcp.connect(running.url, transport="sse") as client:
+            async with resilient_mcp.connect(
+                resilient_mcp.HTTPServer(running.url, transport="sse")
+            ) as client:
                 with pytest.raises(resilient_mcp.MCPError):
                     await client.call_tool("echo", {"text": "x"})
             assert running.stats.early_requests == 0
@@ -148,9 +154,7 @@ async def test_restart_mid_run_makes_one_new_session_and_every_read_succeeds() -
             httpx.AsyncClient(event_hooks={"request": [hook]}) as http,
         ):
             async with resilient_mcp.connect(
-                running.url,
-                transport="sse",
-                http_client=http,
+                resilient_mcp.HTTPServer(running.url, transport="sse", http_client=http),
                 retry=RETRY,
                 limits=Limits(max_connections=100),
             ) as client:
@@ -190,7 +194,8 @@ async def test_increment_in_flight_at_a_restart_runs_at_most_once() -> None:
             serve(server) as running,
             httpx.AsyncClient(event_hooks={"response": [accepted(hook)]}) as http,
             resilient_mcp.connect(
-                running.url, transport="sse", http_client=http, retry=RETRY
+                resilient_mcp.HTTPServer(running.url, transport="sse", http_client=http),
+                retry=RETRY,
             ) as client,
         ):
 
@@ -231,9 +236,7 @@ async def test_stream_closed_by_the_server_fails_pending_at_once_and_recovers() 
             serve(server) as running,
             httpx.AsyncClient(event_hooks={"request": [hook]}) as http,
             resilient_mcp.connect(
-                running.url,
-                transport="sse",
-                http_client=http,
+                resilient_mcp.HTTPServer(running.url, transport="sse", http_client=http),
                 timeouts=Timeouts(request=LIMIT_S * 2),
             ) as client,
         ):
@@ -265,11 +268,13 @@ async def test_endpoint_on_another_origin_is_refused() -> None:
         async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
             with pytest.raises(ProtocolError, match="different origin"):
                 async with resilient_mcp.connect(
-                    "http://127.0.0.1:1/sse", transport="sse", http_client=http
+                    resilient_mcp.HTTPServer(
+                        "http://127.0.0.1:1/sse", transport="sse", http_client=http
+                    ),
                 ):
                     pass
 
 
 async def test_unknown_transport_is_a_usage_error() -> None:
     with pytest.raises(resilient_mcp.UsageError):
-        resilient_mcp.connect("http://127.0.0.1:1/sse", transport="websocket")  # type: ignore[arg-type]
+        resilient_mcp.HTTPServer("http://127.0.0.1:1/sse", transport="websocket")  # type: ignore[arg-type]

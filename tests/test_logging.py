@@ -26,9 +26,11 @@ class TestStructuredEvents:
             async with (
                 server.client() as http,
                 resilient_mcp.connect(
-                    "http://user:pw@127.0.0.1:1/mcp?api_key=abc",
-                    http_client=http,
-                    headers={"Authorization": SECRET},
+                    resilient_mcp.HTTPServer(
+                        "http://user:pw@127.0.0.1:1/mcp?api_key=abc",
+                        http_client=http,
+                        headers={"Authorization": SECRET},
+                    ),
                     logger=structlog.get_logger(),
                 ) as client,
             ):
@@ -54,7 +56,11 @@ class TestStructuredEvents:
             async with (
                 server.client() as http,
                 resilient_mcp.connect(
-                    "http://127.0.0.1:1/mcp", http_client=http, headers={"Authorization": SECRET}
+                    resilient_mcp.HTTPServer(
+                        "http://127.0.0.1:1/mcp",
+                        http_client=http,
+                        headers={"Authorization": SECRET},
+                    ),
                 ) as client,
             ):
                 await client.ping()

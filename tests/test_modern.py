@@ -19,8 +19,8 @@ from resilient_mcp import (
     Limits,
     RetryPolicy,
     ServerError,
-    _detect,
 )
+from resilient_mcp._detection import default_cache, http_key
 from resilient_mcp.testing import PROFILES, Chaos, StrictServer, serve
 from resilient_mcp.types import (
     CreateMessageRequestParams,
@@ -201,7 +201,7 @@ async def test_listen_stream_invalidates_the_tool_cache_and_carries_updates() ->
             server.notify_resource_updated("resource://counter")
             await tools_changed.wait()
             await updated.wait()
-            assert client._tools is None  # the cache was dropped
+            assert client._catalog.cached is None  # the cache was dropped
             assert running.stats.subscriptions_opened >= 2
 
 
@@ -269,9 +269,9 @@ async def test_server_redeployed_from_modern_to_legacy_is_followed() -> None:
         # Same URL, now a legacy server (a new server bound to the same port is not
         # possible to guarantee, so the cache entry is moved to the new URL instead).
         async with serve(StrictServer()) as legacy:
-            entry = _detect.cache.get(_detect.http_key(httpx.URL(url)))
+            entry = default_cache.get(http_key(httpx.URL(url)))
             assert entry is not None
-            _detect.cache.put(_detect.http_key(httpx.URL(legacy.url)), entry)
+            default_cache.put(http_key(httpx.URL(legacy.url)), entry)
             async with resilient_mcp.connect(legacy.url) as client:
                 # The cached public discover result skipped the probe; the first call met
                 # a legacy server, which told us (no session) and was detected anew.
@@ -343,7 +343,7 @@ async def test_forced_era_neither_reads_nor_writes_the_cache() -> None:
         async with serve(StrictServer(era="dual")) as running:
             async with resilient_mcp.connect(running.url, era="legacy") as client:
                 assert client.era == "legacy"
-            assert _detect.cache.get(_detect.http_key(httpx.URL(running.url))) is None
+            assert default_cache.get(http_key(httpx.URL(running.url))) is None
             async with resilient_mcp.connect(running.url) as client:
                 assert client.era == "modern"  # not misled by the forced legacy client
 
@@ -358,6 +358,6 @@ async def test_an_outage_keeps_the_cached_detection() -> None:
         with pytest.raises(resilient_mcp.ConnectError):
             async with resilient_mcp.connect(url, retry=RetryPolicy(attempts=1)):
                 pass
-        entry = _detect.cache.get(_detect.http_key(httpx.URL(url)))
+        entry = default_cache.get(http_key(httpx.URL(url)))
         assert entry is not None
         assert entry.era == "legacy"

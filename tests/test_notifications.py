@@ -115,7 +115,9 @@ class TestLogMessages:
         server.before_answer["work"] = [log("in the response", "debug")]
         async with (
             server.client() as http,
-            resilient_mcp.connect(URL, http_client=http, handlers=Handlers(log=on_log)) as c,
+            resilient_mcp.connect(
+                resilient_mcp.HTTPServer(URL, http_client=http), handlers=Handlers(log=on_log)
+            ) as c,
         ):
             await c.set_logging_level("debug")
             assert server.received[-1]["method"] == "logging/setLevel"
@@ -142,7 +144,9 @@ class TestLogMessages:
         server.before_answer["work"] = [log(1), log(2)]
         async with (
             server.client() as http,
-            resilient_mcp.connect(URL, http_client=http, handlers=Handlers(log=slow_log)) as c,
+            resilient_mcp.connect(
+                resilient_mcp.HTTPServer(URL, http_client=http), handlers=Handlers(log=slow_log)
+            ) as c,
         ):
             assert (await c.call_tool("work")).text == "work"
             assert await inbox.take(1) == [("started", 1)]
@@ -203,7 +207,7 @@ class TestProgress:
 
         async with (
             server.client() as http,
-            resilient_mcp.connect(URL, http_client=http) as client,
+            resilient_mcp.connect(resilient_mcp.HTTPServer(URL, http_client=http)) as client,
         ):
             await client.call_tool("plain", {"a": 1})
             await client.call_tool("tracked", {"a": 1}, progress=ignore)
@@ -269,7 +273,8 @@ class TestToolsListChanged:
         async with (
             server.client() as http,
             resilient_mcp.connect(
-                URL, http_client=http, handlers=Handlers(notification=on_any)
+                resilient_mcp.HTTPServer(URL, http_client=http),
+                handlers=Handlers(notification=on_any),
             ) as client,
         ):
             assert [t.name for t in await client.list_tools()] == ["echo"]
@@ -288,7 +293,7 @@ class TestToolsListChanged:
         server.before_answer["mutate"] = [note("notifications/tools/list_changed")]
         async with (
             server.client() as http,
-            resilient_mcp.connect(URL, http_client=http) as client,
+            resilient_mcp.connect(resilient_mcp.HTTPServer(URL, http_client=http)) as client,
         ):
             await client.list_tools()
             await client.call_tool("mutate")
@@ -311,7 +316,7 @@ class TestToolsListChanged:
         server.routes["tools/list"] = changing_list
         async with (
             server.client() as http,
-            resilient_mcp.connect(URL, http_client=http) as client,
+            resilient_mcp.connect(resilient_mcp.HTTPServer(URL, http_client=http)) as client,
         ):
             assert [t.name for t in await client.list_tools()] == ["v1"]
             assert [t.name for t in await client.list_tools()] == ["v2"]
@@ -342,7 +347,8 @@ class TestGenericHandler:
         async with (
             server.client() as http,
             resilient_mcp.connect(
-                URL, http_client=http, handlers=Handlers(log=on_log, notification=on_any)
+                resilient_mcp.HTTPServer(URL, http_client=http),
+                handlers=Handlers(log=on_log, notification=on_any),
             ) as c,
         ):
             await c.call_tool("work")
@@ -364,7 +370,9 @@ class TestGenericHandler:
         server.before_answer["burst"] = [log(i) for i in range(100)]
         async with (
             server.client() as http,
-            resilient_mcp.connect(URL, http_client=http, handlers=Handlers(log=on_log)) as c,
+            resilient_mcp.connect(
+                resilient_mcp.HTTPServer(URL, http_client=http), handlers=Handlers(log=on_log)
+            ) as c,
         ):
             await c.call_tool("burst")
             server.push(*(log(i) for i in range(100, 200)))
@@ -389,7 +397,8 @@ class TestBrokenHandlers:
         async with (
             server.client() as http,
             resilient_mcp.connect(
-                URL, http_client=http, handlers=Handlers(log=broken_log, notification=flaky_any)
+                resilient_mcp.HTTPServer(URL, http_client=http),
+                handlers=Handlers(log=broken_log, notification=flaky_any),
             ) as c,
         ):
             await c.call_tool("work")
@@ -423,7 +432,9 @@ class TestBrokenHandlers:
         ]
         async with (
             server.client() as http,
-            resilient_mcp.connect(URL, http_client=http, handlers=Handlers(log=on_log)) as c,
+            resilient_mcp.connect(
+                resilient_mcp.HTTPServer(URL, http_client=http), handlers=Handlers(log=on_log)
+            ) as c,
         ):
             assert (await c.call_tool("work")).text == "work"
             assert await inbox.take(1) == ["good"]

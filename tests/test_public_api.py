@@ -104,7 +104,9 @@ class TestExports:
         assert isinstance(resilient_mcp.__version__, str)
         assert resilient_mcp.__version__
 
-    @pytest.mark.parametrize("private", ["_config", "_exceptions", "_client"])
+    @pytest.mark.parametrize(
+        "private", ["_config", "_exceptions", "_client", "_versions", "_stats"]
+    )
     def test_private_modules_re_exported_in_full(self, private: str) -> None:
         module = __import__(f"resilient_mcp.{private}", fromlist=["__all__"])
         for name in module.__all__:
@@ -161,7 +163,7 @@ class TestTypesModule:
 class TestSignaturesUsePublicTypes:
     """Public callables mention only public classes (or a sentinel's type)."""
 
-    SENTINEL_TYPES: typing.ClassVar[set[type]] = {type(resilient_mcp.DEFAULT)}
+    SENTINEL_TYPES: typing.ClassVar[set[type]] = {type(resilient_mcp.USE_CLIENT_DEFAULT)}
 
     def callables(self) -> list[tuple[str, Any]]:
         found: list[tuple[str, Any]] = []

@@ -119,7 +119,10 @@ class TestCoordinatedRecovery:
 
     async def test_lost_session_is_recovered_and_the_call_succeeds(self) -> None:
         server = SessionServer()
-        async with server.client() as http, resilient_mcp.connect(URL, http_client=http) as client:
+        async with (
+            server.client() as http,
+            resilient_mcp.connect(resilient_mcp.HTTPServer(URL, http_client=http)) as client,
+        ):
             assert client.session_id == "s1"
             server.kill_all()
             result = await client.call_tool("increment")
@@ -135,7 +138,10 @@ class TestCoordinatedRecovery:
     async def test_100_parked_calls_cost_one_handshake(self) -> None:
         server = SessionServer()
         texts: list[str] = []
-        async with server.client() as http, resilient_mcp.connect(URL, http_client=http) as client:
+        async with (
+            server.client() as http,
+            resilient_mcp.connect(resilient_mcp.HTTPServer(URL, http_client=http)) as client,
+        ):
             server.kill_all()
 
             async def call(i: int) -> None:
@@ -168,7 +174,10 @@ class TestCoordinatedRecovery:
             return None
 
         server = SessionServer(once_not_initialized)
-        async with server.client() as http, resilient_mcp.connect(URL, http_client=http) as client:
+        async with (
+            server.client() as http,
+            resilient_mcp.connect(resilient_mcp.HTTPServer(URL, http_client=http)) as client,
+        ):
             assert (await client.call_tool("increment")).text == "ran increment"
             assert client.stats.recoveries == 1
         assert server.executed == {"increment": 1}
@@ -184,7 +193,10 @@ class TestGenuineErrorsAreNotRetriedForever:
             return None
 
         server = SessionServer(always_generic)
-        async with server.client() as http, resilient_mcp.connect(URL, http_client=http) as client:
+        async with (
+            server.client() as http,
+            resilient_mcp.connect(resilient_mcp.HTTPServer(URL, http_client=http)) as client,
+        ):
             with pytest.raises(resilient_mcp.InvalidParams) as info:
                 await client.call_tool("bad", {"x": 1})
             assert info.value.may_be_not_initialized
@@ -198,7 +210,10 @@ class TestGenuineErrorsAreNotRetriedForever:
             return None
 
         server = SessionServer(unknown_tool)
-        async with server.client() as http, resilient_mcp.connect(URL, http_client=http) as client:
+        async with (
+            server.client() as http,
+            resilient_mcp.connect(resilient_mcp.HTTPServer(URL, http_client=http)) as client,
+        ):
             with pytest.raises(resilient_mcp.InvalidParams):
                 await client.call_tool("nope")
         assert server.count("initialize") == 1
@@ -211,7 +226,10 @@ class TestGenuineErrorsAreNotRetriedForever:
             return None
 
         server = SessionServer(missing)
-        async with server.client() as http, resilient_mcp.connect(URL, http_client=http) as client:
+        async with (
+            server.client() as http,
+            resilient_mcp.connect(resilient_mcp.HTTPServer(URL, http_client=http)) as client,
+        ):
             with pytest.raises(resilient_mcp.ResourceNotFound):
                 await client.read_resource("x://y")
         assert server.count("resources/read") == 1
@@ -232,7 +250,10 @@ class TestAtMostOnce:
 
     async def test_side_effecting_call_raises_fate_unknown(self) -> None:
         server = SessionServer(self.drop_after_executing)
-        async with server.client() as http, resilient_mcp.connect(URL, http_client=http) as client:
+        async with (
+            server.client() as http,
+            resilient_mcp.connect(resilient_mcp.HTTPServer(URL, http_client=http)) as client,
+        ):
             with pytest.raises(resilient_mcp.FateUnknown) as info:
                 await client.call_tool("increment", {"by": 1})
         assert info.value.execution is Execution.MAYBE
@@ -245,7 +266,7 @@ class TestAtMostOnce:
         with resilient_mcp.disable_backoff():
             async with (
                 server.client() as http,
-                resilient_mcp.connect(URL, http_client=http) as client,
+                resilient_mcp.connect(resilient_mcp.HTTPServer(URL, http_client=http)) as client,
             ):
                 result = await client.call_tool("increment", idempotent=True)
         assert result.text == "ran increment"
@@ -256,7 +277,7 @@ class TestAtMostOnce:
         with resilient_mcp.disable_backoff():
             async with (
                 server.client() as http,
-                resilient_mcp.connect(URL, http_client=http) as client,
+                resilient_mcp.connect(resilient_mcp.HTTPServer(URL, http_client=http)) as client,
             ):
                 await client.list_tools()
                 assert (await client.call_tool("set_value")).text == "ran set_value"
@@ -277,7 +298,7 @@ class TestAtMostOnce:
         with resilient_mcp.disable_backoff():
             async with (
                 server.client() as http,
-                resilient_mcp.connect(URL, http_client=http) as client,
+                resilient_mcp.connect(resilient_mcp.HTTPServer(URL, http_client=http)) as client,
             ):
                 assert await client.list_resources() == []
                 assert client.stats.retries == 1
@@ -304,7 +325,9 @@ class TestBackoff:
         policy = RetryPolicy(attempts=3, sleep=sleeps)
         async with (
             server.client() as http,
-            resilient_mcp.connect(URL, http_client=http, retry=policy) as client,
+            resilient_mcp.connect(
+                resilient_mcp.HTTPServer(URL, http_client=http), retry=policy
+            ) as client,
         ):
             # 503 proves the call did not run: retried even though it has side effects.
             assert (await client.call_tool("increment")).text == "ran increment"
@@ -318,7 +341,9 @@ class TestBackoff:
         policy = RetryPolicy(attempts=4, wait_initial=0.1, wait_jitter=0, sleep=sleeps)
         async with (
             server.client() as http,
-            resilient_mcp.connect(URL, http_client=http, retry=policy) as client,
+            resilient_mcp.connect(
+                resilient_mcp.HTTPServer(URL, http_client=http), retry=policy
+            ) as client,
         ):
             with pytest.raises(resilient_mcp.ServerUnavailable) as info:
                 await client.call_tool("increment")
@@ -332,7 +357,9 @@ class TestBackoff:
         policy = RetryPolicy(attempts=5, timeout=1.0, sleep=sleeps)
         async with (
             server.client() as http,
-            resilient_mcp.connect(URL, http_client=http, retry=policy) as client,
+            resilient_mcp.connect(
+                resilient_mcp.HTTPServer(URL, http_client=http), retry=policy
+            ) as client,
         ):
             with pytest.raises(resilient_mcp.ServerUnavailable):
                 await client.call_tool("increment")
@@ -346,7 +373,7 @@ class TestBackoff:
             async with (
                 server.client() as http,
                 resilient_mcp.connect(
-                    URL, http_client=http, retry=RetryPolicy(sleep=sleeps)
+                    resilient_mcp.HTTPServer(URL, http_client=http), retry=RetryPolicy(sleep=sleeps)
                 ) as client,
             ):
                 await client.call_tool("increment")
@@ -379,7 +406,9 @@ class TestKeepAlive:
         timeouts = resilient_mcp.Timeouts(keepalive=0.05)
         async with (
             server.client() as http,
-            resilient_mcp.connect(URL, http_client=http, timeouts=timeouts) as client,
+            resilient_mcp.connect(
+                resilient_mcp.HTTPServer(URL, http_client=http), timeouts=timeouts
+            ) as client,
         ):
             server.kill_all()
             with anyio.fail_after(5):
@@ -392,6 +421,9 @@ class TestKeepAlive:
 
     async def test_no_keepalive_traffic_by_default(self) -> None:
         server = SessionServer()
-        async with server.client() as http, resilient_mcp.connect(URL, http_client=http) as client:
+        async with (
+            server.client() as http,
+            resilient_mcp.connect(resilient_mcp.HTTPServer(URL, http_client=http)) as client,
+        ):
             await client.call_tool("increment")
         assert server.count("ping") == 0

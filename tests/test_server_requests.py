@@ -281,7 +281,9 @@ class TestAgainstFakeServer:
         server = FakeServer()
         async with (
             server.client() as http,
-            resilient_mcp.connect(URL, http_client=http, handlers=handlers),
+            resilient_mcp.connect(
+                resilient_mcp.HTTPServer(URL, http_client=http), handlers=handlers
+            ),
         ):
             pass
         initialize = server.received[0]
@@ -294,7 +296,9 @@ class TestAgainstFakeServer:
         answers = ask_then_answer(server, ask)
         async with (
             server.client() as http,
-            resilient_mcp.connect(URL, http_client=http, handlers=handlers) as client,
+            resilient_mcp.connect(
+                resilient_mcp.HTTPServer(URL, http_client=http), handlers=handlers
+            ) as client,
         ):
             with anyio.fail_after(5):
                 called = await client.call_tool("ask", timeout=5)
@@ -361,7 +365,7 @@ class TestAgainstFakeServer:
         answers = ask_then_answer(server, {"jsonrpc": "2.0", "id": 12, "method": "ping"})
         async with (
             server.client() as http,
-            resilient_mcp.connect(URL, http_client=http) as client,
+            resilient_mcp.connect(resilient_mcp.HTTPServer(URL, http_client=http)) as client,
         ):
             with anyio.fail_after(5):
                 await client.call_tool("ask", timeout=5)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import itertools
 import random
+import re
 from collections.abc import Iterable
 
 import pytest
 
-from resilient_mcp._sse import SSEDecoder, SSEEventTooLarge
+from resilient_mcp._transports import sse_decoder
+from resilient_mcp._transports.sse_decoder import SSEDecoder, SSEEventTooLarge
 
 Event = tuple[str, str, str, int | None]
 """(event type, data, id, retry) of one dispatched event."""
@@ -383,3 +385,46 @@ class TestSizeLimits:
         # used to be quadratic: each line rescanned the rest of the buffer for a CR).
         chunk = b"data: x\n\n" * 20_000
         assert len(decode(chunk, max_event_size=16)) == 20_000
+
+
+class TestLinearCost:
+    """Decoding costs what the stream is long, not what it is long times its chunks."""
+
+    class CountingPattern:
+        """Stands in for the line-ending regex and counts the bytes it is asked to scan."""
+
+        def __init__(self, pattern: re.Pattern[bytes]) -> None:
+            self.pattern = pattern
+            self.scanned = 0
+
+        def search(self, buffer: bytes | bytearray, pos: int = 0) -> re.Match[bytes] | None:
+            self.scanned += len(buffer) - pos
+            return self.pattern.search(buffer, pos)
+
+    def test_a_long_line_in_many_chunks_is_scanned_once(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        counter = self.CountingPattern(sse_decoder._LINE_END)
+        monkeypatch.setattr(sse_decoder, "_LINE_END", counter)
+        chunk = b"x" * 4096
+        chunks = [b"data: ", *([chunk] * 256), b"\n\n"]  # one 1 MiB line
+        events = decode(*chunks, max_event_size=2 * BIG)
+        assert [len(data) for _, data, _, _ in events] == [256 * 4096]
+        total = sum(len(c) for c in chunks)
+        # Every byte is looked at a bounded number of times (a rescan of the unfinished
+        # line per chunk would make this 128 times the stream's size).
+        assert counter.scanned <= 2 * total
+
+    def test_an_over_long_line_is_refused_as_soon_as_it_passes_the_limit(self) -> None:
+        decoder = SSEDecoder(64 * 1024)
+        fed = 0
+
+        def feed_until_refused() -> None:
+            nonlocal fed
+            for chunk in itertools.chain([b"data: "], itertools.repeat(b"y" * 4096)):
+                fed += len(chunk)
+                list(decoder.feed(chunk))
+
+        with pytest.raises(SSEEventTooLarge):
+            feed_until_refused()
+        assert fed <= 64 * 1024 + 2 * 4096

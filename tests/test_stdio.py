@@ -23,16 +23,20 @@ import resilient_mcp
 from resilient_mcp import (
     Client,
     ConnectError,
+    DetectionCache,
     FateUnknown,
+    Handlers,
     Limits,
     MCPError,
     RequestTimeout,
+    SessionState,
     StdioServer,
     Timeouts,
     TransportError,
 )
-from resilient_mcp._session import Handlers, Session, SessionState
-from resilient_mcp._stdio_transport import StdioTransport, _LineSplitter
+from resilient_mcp._session import Session
+from resilient_mcp._transports.lines import LineSplitter
+from resilient_mcp._transports.stdio import StdioTransport
 from resilient_mcp.types import Implementation
 
 pytestmark = pytest.mark.anyio
@@ -192,14 +196,15 @@ async def test_session_over_stdio_transport_directly(tmp_path: Path) -> None:
         handlers=Handlers(),
         client_info=Implementation(name="t", version="0"),
         logger=events,
+        cache=DetectionCache(),
     )
     with anyio.fail_after(LIMIT_S):
         async with anyio.create_task_group() as tg:
             await session.start(tg)
             try:
-                await session.establish()
+                await session.calls.establish()
                 assert session.state is SessionState.READY
-                result = await session.request(
+                result = await session.calls.request(
                     "tools/call", {"name": "echo", "arguments": {"text": "direct"}}
                 )
                 assert result["content"][0]["text"] == "direct"
@@ -494,7 +499,7 @@ async def test_close_while_cancelled_still_stops_the_server() -> None:
 def test_stdio_server_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
     spec = StdioServer("python", args=["-m", "x"])
     assert spec.args == ("-m", "x")
-    with pytest.raises(TypeError):
+    with pytest.raises(resilient_mcp.UsageError):
         StdioServer("python", args="-m x")
     with pytest.raises(ValueError, match="max_restarts"):
         StdioServer("python", max_restarts=-1)
@@ -513,7 +518,7 @@ def test_stdio_server_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_line_splitter() -> None:
-    splitter = _LineSplitter(10)
+    splitter = LineSplitter(10)
     assert splitter.feed(b'{"a":1}\r\n{"b"') == [b'{"a":1}']
     assert splitter.feed(b":2}\n\n") == [b'{"b":2}', b""]
     # An over-long line is dropped whole (its size reported), across chunks.

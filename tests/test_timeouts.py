@@ -72,7 +72,9 @@ class TestRequestTimeout:
         per_call: dict[str, Any] = {"timeout": 0.1} if where == "per_call" else {}
         async with (
             server.client() as http,
-            resilient_mcp.connect(URL, http_client=http, timeouts=timeouts) as client,
+            resilient_mcp.connect(
+                resilient_mcp.HTTPServer(URL, http_client=http), timeouts=timeouts
+            ) as client,
         ):
             with pytest.raises(resilient_mcp.RequestTimeout) as info:
                 await client.call_tool("slow", {"x": 1}, **per_call)
@@ -95,7 +97,8 @@ class TestRequestTimeout:
         async with (
             server.client() as http,
             resilient_mcp.connect(
-                URL, http_client=http, timeouts=Timeouts(request=0.1, max_total=0.1)
+                resilient_mcp.HTTPServer(URL, http_client=http),
+                timeouts=Timeouts(request=0.1, max_total=0.1),
             ) as client,
         ):
             texts: list[str] = []
@@ -122,7 +125,8 @@ class TestRequestTimeout:
         async with (
             server.client() as http,
             resilient_mcp.connect(
-                URL, http_client=http, limits=resilient_mcp.Limits(max_connections=1)
+                resilient_mcp.HTTPServer(URL, http_client=http),
+                limits=resilient_mcp.Limits(max_connections=1),
             ) as client,
             anyio.create_task_group() as tg,
         ):
@@ -138,7 +142,7 @@ class TestCallerCancellation:
         server = SlowServer()
         async with (
             server.client() as http,
-            resilient_mcp.connect(URL, http_client=http) as client,
+            resilient_mcp.connect(resilient_mcp.HTTPServer(URL, http_client=http)) as client,
         ):
             with anyio.move_on_after(0.1) as scope:
                 await client.call_tool("slow", timeout=None)
@@ -154,7 +158,7 @@ class TestCallerCancellation:
         outcome: list[str] = []
         async with (
             server.client() as http,
-            resilient_mcp.connect(URL, http_client=http) as client,
+            resilient_mcp.connect(resilient_mcp.HTTPServer(URL, http_client=http)) as client,
         ):
             scope = anyio.CancelScope()
 
@@ -185,7 +189,7 @@ class TestCallerCancellation:
         seen: list[type[BaseException]] = []
         async with (
             server.client() as http,
-            resilient_mcp.connect(URL, http_client=http) as client,
+            resilient_mcp.connect(resilient_mcp.HTTPServer(URL, http_client=http)) as client,
         ):
             with anyio.CancelScope() as scope:
 
@@ -218,7 +222,8 @@ class TestInitializeIsNeverCancelled:
         async with server.client() as http:
             with pytest.raises(resilient_mcp.RequestTimeout) as info:
                 async with resilient_mcp.connect(
-                    URL, http_client=http, timeouts=Timeouts(initialize=0.1)
+                    resilient_mcp.HTTPServer(URL, http_client=http),
+                    timeouts=Timeouts(initialize=0.1),
                 ):
                     raise AssertionError("connect must not succeed")
         assert info.value.execution is Execution.NOT_EXECUTED
@@ -230,7 +235,7 @@ class TestInitializeIsNeverCancelled:
         self.hanging_initialize(server)
         async with server.client() as http:
             with anyio.move_on_after(0.1) as scope:
-                async with resilient_mcp.connect(URL, http_client=http):
+                async with resilient_mcp.connect(resilient_mcp.HTTPServer(URL, http_client=http)):
                     raise AssertionError("connect must not succeed")
         assert scope.cancelled_caught
         # Only initialize (if the loaded machine even got to post it), never a cancel.
@@ -242,8 +247,7 @@ class TestInitializeIsNeverCancelled:
         async with (
             server.client() as http,
             resilient_mcp.connect(
-                URL,
-                http_client=http,
+                resilient_mcp.HTTPServer(URL, http_client=http),
                 wait_ready=False,
                 timeouts=Timeouts(request=0.1, initialize=0.2),
             ) as client,
@@ -337,7 +341,8 @@ class TestProgressKeepsCallsAlive:
         async with (
             server.client() as http,
             resilient_mcp.connect(
-                URL, http_client=http, timeouts=Timeouts(request=0.2, max_total=0.4)
+                resilient_mcp.HTTPServer(URL, http_client=http),
+                timeouts=Timeouts(request=0.2, max_total=0.4),
             ) as client,
         ):
             started = anyio.current_time()
@@ -377,7 +382,7 @@ class TestCloseWhilePending:
         server = SlowServer()
         errors: list[resilient_mcp.MCPError] = []
         async with server.client() as http:
-            client = resilient_mcp.connect(URL, http_client=http)
+            client = resilient_mcp.connect(resilient_mcp.HTTPServer(URL, http_client=http))
             with anyio.fail_after(5):
                 async with client, anyio.create_task_group() as tg:
 

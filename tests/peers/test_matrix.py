@@ -33,7 +33,7 @@ import anyio
 import pytest
 
 import resilient_mcp
-from resilient_mcp import Handlers, StdioServer, UnsupportedProtocolVersion
+from resilient_mcp import Handlers, HTTPServer, StdioServer, UnsupportedProtocolVersion
 from resilient_mcp.types import (
     CreateMessageRequestParams,
     CreateMessageResult,
@@ -194,7 +194,7 @@ REFUSALS = [
 ]
 
 
-Target = str | list[str] | StdioServer | Mapping[str, Any]
+Target = str | list[str] | HTTPServer | StdioServer | Mapping[str, Any]
 
 
 def target_of(
@@ -217,7 +217,7 @@ def target_of(
         return {"command": command, "args": args, "env": {"MCP_PEER": "1"}}
     url = peer_pool.get(case.kind, case.transport).url
     if case.form == "url":
-        return url
+        return url if case.force == "auto" else HTTPServer(url, transport=case.force)
     if case.form == "url-entry":
         return {"url": url}
     assert case.form == "sse-entry"
@@ -283,7 +283,7 @@ async def test_scenario(
 ) -> None:
     target = target_of(case, peer_pool, peer_stdio_command, tmp_path)
     with anyio.fail_after(DEADLINE):
-        async with resilient_mcp.connect(target, transport=case.force, era=case.era) as client:
+        async with resilient_mcp.connect(target, era=case.era) as client:
             await run_scenario(client, case)
 
 
@@ -317,7 +317,7 @@ async def test_trio_smoke(
 ) -> None:
     target = target_of(case, peer_pool, peer_stdio_command, tmp_path)
     with anyio.fail_after(DEADLINE):
-        async with resilient_mcp.connect(target, transport=case.force, era=case.era) as client:
+        async with resilient_mcp.connect(target, era=case.era) as client:
             await run_scenario(client, case)
 
 

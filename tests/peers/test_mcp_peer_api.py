@@ -43,8 +43,8 @@ from resilient_mcp import (
 )
 from resilient_mcp._classify import FailureContext, classify_http
 from resilient_mcp._schema import validate
-from resilient_mcp._session import EraMode
 from resilient_mcp.types import (
+    EraMode,
     LoggingMessage,
     Progress,
     PromptReference,
@@ -466,7 +466,9 @@ async def test_close_ends_the_session_and_spares_our_http_client(
     ping: dict[str, Any] = {"jsonrpc": "2.0", "id": "raw-ping", "method": "ping"}
     with anyio.fail_after(DEADLINE):
         async with httpx.AsyncClient(event_hooks={"response": [record]}, timeout=5) as http:
-            client = resilient_mcp.connect(peer.url, era=era, http_client=http)
+            client = resilient_mcp.connect(
+                resilient_mcp.HTTPServer(peer.url, http_client=http), era=era
+            )
             async with client:
                 await client.ping()
                 assert {tool.name for tool in await client.list_tools()} == TOOLS  # cached
@@ -505,7 +507,9 @@ async def test_close_ends_the_session_and_spares_our_http_client(
                 assert type(lost) is SessionLost
 
             # A fresh client over the same httpx client gets a new session.
-            async with resilient_mcp.connect(peer.url, era=era, http_client=http) as fresh:
+            async with resilient_mcp.connect(
+                resilient_mcp.HTTPServer(peer.url, http_client=http), era=era
+            ) as fresh:
                 assert fresh.session_id != session_id or session_id is None
                 assert (await fresh.call_tool("echo", {"text": "again"})).text == "again"
             assert not http.is_closed

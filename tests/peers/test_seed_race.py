@@ -118,7 +118,9 @@ async def call_and_check(client: Client, i: int, tally: Tally, who: str) -> None
 
 async def long_lived(url: str, transport: HttpTransport, n: int, tally: Tally) -> None:
     who = f"long{n}"
-    async with resilient_mcp.connect(url, transport=transport, wait_ready=False) as client:
+    async with resilient_mcp.connect(
+        resilient_mcp.HTTPServer(url, transport=transport), wait_ready=False
+    ) as client:
         tally.clients.append(client)
 
         async def list_all() -> None:
@@ -142,7 +144,7 @@ async def fresh_sessions(url: str, transport: HttpTransport, tally: Tally) -> No
         async with limiter:
             try:
                 async with resilient_mcp.connect(
-                    url, transport=transport, wait_ready=False
+                    resilient_mcp.HTTPServer(url, transport=transport), wait_ready=False
                 ) as client:
                     await call_and_check(client, i, tally, f"fresh{i}")
                     if client.stats.recoveries:

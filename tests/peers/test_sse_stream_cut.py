@@ -90,7 +90,9 @@ async def test_cut_sse_stream_mid_run_new_endpoint_one_handshake_all_reads(
     with anyio.fail_after(30):
         async with (
             httpx.AsyncClient(transport=transport) as http,
-            resilient_mcp.connect(peer.url, http_client=http, transport="sse") as client,
+            resilient_mcp.connect(
+                resilient_mcp.HTTPServer(peer.url, http_client=http, transport="sse")
+            ) as client,
         ):
             first_session = client.session_id
             async with anyio.create_task_group() as tg:

@@ -1,0 +1,278 @@
+"""The MCP methods of :class:`~resilient_mcp.Client`: tools, resources, prompts,
+completion, logging and ping, written once over the client's generic request plumbing
+(:meth:`Client.request`, ``_typed``, ``_list``), which :mod:`._client` provides.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from typing import Any, TypeVar, get_args
+
+import pydantic
+
+from ._calls import Calls
+from ._catalog import Catalog
+from ._config import USE_CLIENT_DEFAULT, UseClientDefault
+from ._deadline import Deadline
+from ._exceptions import ServerError, UsageError
+from ._handlers import ProgressCallback
+from ._log import Logger
+from ._retry import RetryPolicy
+from ._session import Session
+from .types import (
+    CallToolResult,
+    CompleteResult,
+    GetPromptResult,
+    LoggingLevel,
+    Prompt,
+    PromptReference,
+    ReadResourceResult,
+    Resource,
+    ResourceTemplate,
+    ResourceTemplateReference,
+    Tool,
+)
+
+__all__ = ["MCPMethods", "Timeout"]
+
+_Model = TypeVar("_Model", bound=pydantic.BaseModel)
+Timeout = float | UseClientDefault | None
+
+# 2026-07-28: a routing header (Mcp-Name, Mcp-Param-*) disagreed with the body.
+_HEADER_MISMATCH = -32020
+
+
+class MCPMethods(abc.ABC):
+    """The typed MCP calls; the subclass supplies the session and the plumbing."""
+
+    _session: Session
+    _calls: Calls
+    _catalog: Catalog
+    _log: Logger
+
+    @property
+    @abc.abstractmethod
+    def session_id(self) -> str | None: ...
+
+    @abc.abstractmethod
+    def _check_open(self) -> None: ...
+
+    @abc.abstractmethod
+    async def request(
+        self,
+        method: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
+        progress: ProgressCallback | None = None,
+        retry: RetryPolicy | None = None,
+        idempotent: bool = False,
+    ) -> Any: ...
+
+    @abc.abstractmethod
+    async def _typed(
+        self,
+        model: type[_Model],
+        method: str,
+        params: Mapping[str, Any] | None,
+        deadline: Deadline,
+        *,
+        progress: ProgressCallback | None = None,
+        retry: RetryPolicy | None = None,
+        idempotent: bool = False,
+    ) -> _Model: ...
+
+    @abc.abstractmethod
+    async def _list(
+        self, model: type[_Model], method: str, key: str, timeout: Timeout | Deadline
+    ) -> list[_Model]: ...
+
+    async def list_tools(self, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> list[Tool]:
+        """All tools, following every pagination cursor.
+
+        The list is cached and dropped when the server sends
+        ``notifications/tools/list_changed``.
+        """
+        return await self._tools(timeout)
+
+    async def _tools(self, timeout: Timeout | Deadline) -> list[Tool]:
+        self._check_open()  # a closed client refuses, even with the list cached
+        return await self._catalog.tools(
+            lambda: self._list(Tool, "tools/list", "tools", timeout),
+            modern=lambda: self._session.era == "modern",
+            cached=self._session.listen,
+        )
+
+    async def call_tool(
+        self,
+        name: str,
+        arguments: Mapping[str, Any] | None = None,
+        *,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
+        progress: ProgressCallback | None = None,
+        idempotent: bool | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> CallToolResult:
+        """Call a tool and return its result (also when the tool reports ``isError``).
+
+        If the tool declares an ``outputSchema`` in the tool list this client fetched
+        (:meth:`list_tools`, which agents call first), ``structuredContent`` is validated
+        against it. A call never adds a hidden ``tools/list`` round trip.
+
+        At most once: after a failure that leaves unknown whether the tool ran (the
+        connection dropped after sending, a 5xx), the call is repeated only if it is
+        idempotent: ``idempotent=True``, or (when ``idempotent`` is left ``None``) the
+        listed tool is annotated ``readOnlyHint`` or ``idempotentHint``. Failures that
+        prove it did not run (not initialized, session lost, refused connection, 429/503)
+        are always retried, on a new session if needed.
+
+        Raises:
+            InvalidParams: the server refused the name or the arguments (the Python SDK
+                reports both as an ``isError`` result instead).
+            ToolOutputError: the structured result breaks the tool's output schema.
+            FateUnknown: the call may have run and was not repeated.
+        """
+        params: dict[str, Any] = {"name": name, "arguments": dict(arguments or {})}
+        if idempotent is None:
+            idempotent = self._catalog.annotated_idempotent(name)
+        deadline = self._calls.deadline(timeout, retry)
+        relisted = False
+        while True:
+            try:
+                result = await self._typed(
+                    CallToolResult,
+                    "tools/call",
+                    params,
+                    deadline,
+                    progress=progress,
+                    retry=retry,
+                    idempotent=idempotent,
+                )
+                break
+            except ServerError as exc:
+                if relisted or exc.code != _HEADER_MISMATCH or self._session.era != "modern":
+                    raise
+                # -32020 (refused before running): our idea of the tool's header
+                # annotations is stale. The spec: list the tools again and retry, once,
+                # within the same deadline.
+                self._log.info("tool.headers_stale", tool=name)
+                self._catalog.invalidate()
+                await self._tools(deadline)
+                relisted = True
+        if not result.isError:
+            self._catalog.check_output(name, result, self.session_id)
+        return result
+
+    async def list_resources(self, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> list[Resource]:
+        """All resources, following every pagination cursor."""
+        return await self._list(Resource, "resources/list", "resources", timeout)
+
+    async def list_resource_templates(
+        self, *, timeout: Timeout = USE_CLIENT_DEFAULT
+    ) -> list[ResourceTemplate]:
+        """All resource templates, following every pagination cursor."""
+        return await self._list(
+            ResourceTemplate, "resources/templates/list", "resourceTemplates", timeout
+        )
+
+    async def read_resource(
+        self, uri: str, *, timeout: Timeout = USE_CLIENT_DEFAULT
+    ) -> ReadResourceResult:
+        """Read one resource.
+
+        Raises:
+            ResourceNotFound: the server has no resource at ``uri`` (-32002).
+            InvalidParams: the same from servers that use -32602 for it (the Python SDK).
+        """
+        return await self._typed(
+            ReadResourceResult,
+            "resources/read",
+            {"uri": uri},
+            self._calls.deadline(timeout),
+        )
+
+    async def subscribe_resource(self, uri: str, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> None:
+        """Ask for ``notifications/resources/updated`` about ``uri``.
+
+        Updates arrive on the server's stream, which this opens; receive them with
+        ``Handlers(notification=...)``.
+        """
+        await self.request("resources/subscribe", {"uri": uri}, timeout=timeout)
+        await self._session.listen()
+
+    async def unsubscribe_resource(
+        self, uri: str, *, timeout: Timeout = USE_CLIENT_DEFAULT
+    ) -> None:
+        """Stop notifications about ``uri``."""
+        await self.request("resources/unsubscribe", {"uri": uri}, timeout=timeout)
+
+    async def list_prompts(self, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> list[Prompt]:
+        """All prompts, following every pagination cursor."""
+        return await self._list(Prompt, "prompts/list", "prompts", timeout)
+
+    async def get_prompt(
+        self,
+        name: str,
+        arguments: Mapping[str, str] | None = None,
+        *,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
+    ) -> GetPromptResult:
+        """Render a prompt with its arguments.
+
+        Raises:
+            ServerError: unknown prompt or missing required arguments: usually
+                ``InvalidParams`` (-32602); the Python SDK answers with code 0.
+        """
+        params: dict[str, Any] = {"name": name}
+        if arguments:
+            params["arguments"] = dict(arguments)
+        return await self._typed(
+            GetPromptResult, "prompts/get", params, self._calls.deadline(timeout)
+        )
+
+    async def complete(
+        self,
+        ref: PromptReference | ResourceTemplateReference,
+        argument: Mapping[str, str],
+        *,
+        context: Mapping[str, str] | None = None,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
+    ) -> CompleteResult:
+        """Ask for completions of a prompt or resource-template argument.
+
+        ``argument`` is ``{"name": ..., "value": ...}``; ``context`` the values of
+        arguments already chosen.
+        """
+        params: dict[str, Any] = {
+            "ref": ref.model_dump(exclude_none=True),
+            "argument": dict(argument),
+        }
+        if context:
+            params["context"] = {"arguments": dict(context)}
+        return await self._typed(
+            CompleteResult, "completion/complete", params, self._calls.deadline(timeout)
+        )
+
+    async def set_logging_level(
+        self, level: LoggingLevel, *, timeout: Timeout = USE_CLIENT_DEFAULT
+    ) -> None:
+        """Ask the server to send log messages of ``level`` and above.
+
+        In the modern era the level travels in every later request's ``_meta`` (there is
+        no ``logging/setLevel`` there), so it is checked here rather than by the server.
+
+        Raises:
+            UsageError: ``level`` is not one of the eight syslog levels.
+        """
+        if level not in get_args(LoggingLevel):
+            raise UsageError(f"unknown logging level {level!r}: expected {get_args(LoggingLevel)}")
+        await self.request("logging/setLevel", {"level": level}, timeout=timeout)
+
+    async def ping(self, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> None:
+        """Check that the server answers.
+
+        Raises:
+            RequestTimeout: no answer in time (the connection is likely dead).
+        """
+        await self.request("ping", None, timeout=timeout)

@@ -1,0 +1,117 @@
+"""The client's tool list: fetched once, cached, and what calls learn from it.
+
+The list is cached (a burst of first calls fetches it once) and dropped when the server
+sends ``notifications/tools/list_changed``. Calls read three things from it: whether a
+tool is annotated read-only or idempotent (safe to repeat), its ``x-mcp-header``
+annotations (the modern era's ``Mcp-Param-*`` headers), and its ``outputSchema`` (to
+check ``structuredContent``). A call never fetches the list behind your back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import anyio
+
+from ._exceptions import ToolOutputError
+from ._headers import ParamHeader, param_header_specs
+from ._log import Logger
+from ._schema import validate
+from .types import CallToolResult, Tool
+
+__all__ = ["Catalog"]
+
+
+class Catalog:
+    """One client's cached tool list."""
+
+    def __init__(self, logger: Logger) -> None:
+        self._log = logger
+        self._tools: dict[str, Tool] | None = None
+        self._param_specs: dict[str, tuple[ParamHeader, ...]] = {}
+        # Bumped by every invalidation: a fetch that overlapped one is not cached.
+        self._version = 0
+        self._lock = anyio.Lock()
+
+    @property
+    def cached(self) -> list[Tool] | None:
+        return list(self._tools.values()) if self._tools is not None else None
+
+    def invalidate(self) -> None:
+        self._tools = None
+        self._version += 1
+
+    def on_notification(self, method: str, params: Mapping[str, Any]) -> None:
+        if method == "notifications/tools/list_changed":
+            self.invalidate()
+
+    async def tools(
+        self,
+        fetch: Callable[[], Awaitable[list[Tool]]],
+        *,
+        modern: Callable[[], bool],
+        cached: Callable[[], Awaitable[None]],
+    ) -> list[Tool]:
+        """The tool list, from the cache or from ``fetch`` (single flight).
+
+        ``cached`` runs once a fetched list went into the cache (to hear list_changed).
+        """
+        if self._tools is not None:
+            return list(self._tools.values())
+        async with self._lock:
+            if self._tools is not None:
+                return list(self._tools.values())
+            version = self._version
+            tools = await fetch()
+            specs = {tool.name: param_header_specs(tool.inputSchema) for tool in tools}
+            if modern():
+                # The spec (2026-07-28): a tool whose x-mcp-header annotations are invalid
+                # MUST NOT be offered; a call to it could not be routed as declared.
+                for tool in tools:
+                    if specs[tool.name] is None:
+                        self._log.warning("tool.dropped", tool=tool.name, reason="x-mcp-header")
+                tools = [tool for tool in tools if specs[tool.name] is not None]
+            if version == self._version:
+                # Only cache if no list_changed arrived while we were fetching.
+                self._tools = {tool.name: tool for tool in tools}
+                self._param_specs = {name: spec or () for name, spec in specs.items()}
+                # A cache is only as good as its invalidation: hear list_changed.
+                await cached()
+            return tools
+
+    def param_headers(self, name: str) -> tuple[ParamHeader, ...]:
+        """A tool's ``x-mcp-header`` annotations, as the listed tool declared them."""
+        return self._param_specs.get(name, ())
+
+    def annotated_idempotent(self, name: str) -> bool:
+        """Whether the listed tool is annotated ``readOnlyHint`` or ``idempotentHint``."""
+        tool = (self._tools or {}).get(name)
+        hints = tool.annotations if tool is not None else None
+        return hints is not None and bool(hints.readOnlyHint or hints.idempotentHint)
+
+    def check_output(self, name: str, result: CallToolResult, session_id: str | None) -> None:
+        """Check ``structuredContent`` against the listed tool's ``outputSchema``.
+
+        Raises:
+            ToolOutputError: it is missing or breaks the schema.
+        """
+        tool = (self._tools or {}).get(name)
+        if tool is None or tool.outputSchema is None:
+            return
+        if result.structuredContent is None:
+            raise ToolOutputError(
+                f"tool {name!r} declares an outputSchema but returned no structuredContent",
+                result=result,
+                method="tools/call",
+                session_id=session_id,
+            )
+        problems = validate(result.structuredContent, tool.outputSchema)
+        if problems:
+            raise ToolOutputError(
+                f"tool {name!r} returned structuredContent that breaks its outputSchema: "
+                + "; ".join(problems),
+                result=result,
+                method="tools/call",
+                session_id=session_id,
+            )

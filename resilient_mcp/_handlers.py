@@ -1,0 +1,111 @@
+"""What the user supplies to answer the server: :class:`Handlers`, and how they are run.
+
+The same handlers answer the legacy era's server→client requests (``sampling/createMessage``,
+``elicitation/create``, ``roots/list``, ``ping``) and the modern era's ``input_required``
+rounds: both go through :func:`serve`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .types import (
+    ClientCapabilities,
+    CreateMessageRequestParams,
+    CreateMessageResult,
+    ElicitRequestParams,
+    ElicitResult,
+    LoggingMessage,
+    Progress,
+    Root,
+)
+
+__all__ = [
+    "INTERNAL_ERROR",
+    "INVALID_PARAMS",
+    "METHOD_NOT_FOUND",
+    "Handlers",
+    "ProgressCallback",
+    "RPCFailure",
+    "serve",
+]
+
+ProgressCallback = Callable[[Progress], Awaitable[None]]
+"""A call's ``progress=`` callback: receives each ``notifications/progress``, in order."""
+
+# JSON-RPC error codes we answer with.
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Handlers:
+    """Callbacks for what the server sends on its own. All are optional and async.
+
+    A capability is advertised to the server only when its handler is given (a server
+    may change behaviour when it sees one: server-filesystem replaces its allowed
+    directories with the client's roots).
+
+    Attributes:
+        sampling: answers ``sampling/createMessage`` (advertises ``sampling``).
+        elicitation: answers ``elicitation/create`` (advertises ``elicitation``).
+        roots: returns the roots for ``roots/list`` (advertises ``roots``).
+        log: receives ``notifications/message``.
+        notification: receives every server notification as (method, params), after the
+            specific handlers.
+    """
+
+    sampling: Callable[[CreateMessageRequestParams], Awaitable[CreateMessageResult]] | None = None
+    elicitation: Callable[[ElicitRequestParams], Awaitable[ElicitResult]] | None = None
+    roots: Callable[[], Awaitable[list[Root]]] | None = None
+    log: Callable[[LoggingMessage], Awaitable[None]] | None = None
+    notification: Callable[[str, Mapping[str, Any]], Awaitable[None]] | None = None
+
+    def listens(self) -> bool:
+        """True if any handler would hear what the server sends outside a request."""
+        return any(
+            h is not None
+            for h in (self.sampling, self.elicitation, self.roots, self.log, self.notification)
+        )
+
+    def capabilities(self) -> ClientCapabilities:
+        """The client capabilities these handlers let us advertise (and no others)."""
+        return ClientCapabilities(
+            sampling={} if self.sampling else None,
+            elicitation={"form": {}} if self.elicitation else None,
+            roots={"listChanged": False} if self.roots else None,
+        )
+
+
+class RPCFailure(Exception):
+    """A JSON-RPC error to answer a server request with (internal)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+async def serve(handlers: Handlers, method: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Answer one server→client request (or one ``input_required`` input request).
+
+    Raises:
+        RPCFailure: -32601 for a method no handler was given for.
+        pydantic.ValidationError: the params do not fit the method.
+        Exception: whatever the user's handler raised.
+    """
+    if method == "ping":
+        return {}
+    if method == "roots/list" and handlers.roots is not None:
+        roots = await handlers.roots()
+        return {"roots": [r.model_dump(exclude_none=True) for r in roots]}
+    if method == "sampling/createMessage" and handlers.sampling is not None:
+        sampled = await handlers.sampling(CreateMessageRequestParams.model_validate(params))
+        return sampled.model_dump(exclude_none=True)
+    if method == "elicitation/create" and handlers.elicitation is not None:
+        answer = await handlers.elicitation(ElicitRequestParams.model_validate(params))
+        return answer.model_dump(exclude_none=True)
+    raise RPCFailure(METHOD_NOT_FOUND, f"Method not found: {method}")

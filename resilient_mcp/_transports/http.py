@@ -1,0 +1,147 @@
+"""What the HTTP transports share: the endpoint, headers and auth, and the httpx client.
+
+A client passed in by the user is used as is and never closed; otherwise one is created
+on :meth:`HTTPTransportBase.open` (with the process-wide SSL context) and closed by
+:meth:`HTTPTransportBase.aclose`.
+"""
+
+from __future__ import annotations
+
+import functools
+import ssl
+
+import anyio
+import anyio.abc
+import httpx
+from httpx._client import UseClientDefault
+
+from .._classify import FailureContext
+from .._config import Limits, Timeouts
+from .._detection import http_key
+from .._exceptions import MessageTooLarge, ProtocolError
+from .._log import Logger
+from .._targets import HTTPServer
+from .base import SendContext, Transport
+
+__all__ = ["ERROR_BODY_LIMIT", "JSON", "SSE", "HTTPTransportBase", "content_type", "read_limited"]
+
+JSON = "application/json"
+SSE = "text/event-stream"
+# How much of an error response we read (its start is all a diagnosis needs).
+ERROR_BODY_LIMIT = 64 * 1024
+# The first version that defines the MCP-Protocol-Version header.
+_VERSION_HEADER_SINCE = "2025-06-18"
+
+
+@functools.cache
+def _shared_ssl_context() -> ssl.SSLContext:
+    # Building a verifying SSL context (loading the CA bundle) costs ~20-30 ms; httpx does
+    # it for every AsyncClient, even for plain-http URLs. One context per process serves
+    # every client: SSLContext is safe to share between connections.
+    return httpx.create_ssl_context()
+
+
+class HTTPTransportBase(Transport):
+    """The state both HTTP transports keep: one endpoint, one credential, one client."""
+
+    def __init__(
+        self, server: HTTPServer, *, timeouts: Timeouts, limits: Limits, logger: Logger
+    ) -> None:
+        # Parsed once: httpx re-parses a str URL on every request (~20 us each).
+        self._url = httpx.URL(server.url)
+        self._extra_headers = dict(server.headers or {})
+        self._auth = server.auth
+        self._owns_client = server.http_client is None
+        self._client = server.http_client
+        self._timeouts = timeouts
+        self._max_size = limits.max_message_size
+        self._max_connections = limits.max_connections
+        self._log = logger
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._closed = False
+        # Per-request httpx timeouts: connect is bounded here, reading is bounded by the
+        # request's own deadline (an SSE response may legitimately be quiet for long).
+        self._http_timeout = httpx.Timeout(
+            connect=timeouts.connect, read=None, write=timeouts.connect, pool=None
+        )
+        self._key = http_key(
+            self._url, headers=self._extra_headers, auth=self._auth, http_client=self._client
+        )
+
+    def detection_key(self) -> str | None:
+        return self._key
+
+    def _open_client(self, *, max_connections: int) -> None:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                verify=_shared_ssl_context(),
+                timeout=self._http_timeout,
+                follow_redirects=False,
+                limits=httpx.Limits(
+                    max_connections=max_connections,
+                    # Pooled: the admitted exchanges and the GET stream.
+                    max_keepalive_connections=self._max_connections + 1,
+                ),
+            )
+
+    async def _close_client(self) -> None:
+        if self._owns_client and self._client is not None:
+            with anyio.CancelScope(shield=True):
+                await self._client.aclose()
+            self._client = None
+
+    def _auth_arg(self) -> httpx.Auth | UseClientDefault:
+        return self._auth if self._auth is not None else httpx.USE_CLIENT_DEFAULT
+
+    def _require_client(self, ctx: FailureContext) -> httpx.AsyncClient:
+        if self._client is None or self._closed:
+            raise ProtocolError("transport is not open", **ctx.context())
+        return self._client
+
+    def _headers(self, accept: str, ctx: SendContext) -> dict[str, str]:
+        """The headers of one exchange: ours, then what the message's context says."""
+        headers = {"Accept": accept, **self._extra_headers}
+        if ctx.session_id is not None:
+            headers["Mcp-Session-Id"] = ctx.session_id
+        version = ctx.protocol_version
+        if version is not None and version >= _VERSION_HEADER_SINCE:
+            headers["MCP-Protocol-Version"] = version
+        if ctx.headers:
+            headers.update(ctx.headers)
+        return headers
+
+
+async def read_limited(
+    response: httpx.Response,
+    limit: int,
+    ctx: FailureContext,
+    *,
+    truncate: bool = False,
+) -> bytes:
+    """A response body of at most ``limit`` bytes.
+
+    Raises:
+        MessageTooLarge: the body is larger (unless ``truncate``: then its start).
+    """
+    declared = response.headers.get("content-length")
+    if not truncate and declared and declared.isdigit() and int(declared) > limit:
+        raise MessageTooLarge(
+            f"response of {declared} bytes exceeds the {limit}-byte limit", **ctx.context()
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            if truncate:
+                chunks.append(chunk[: limit - (size - len(chunk))])
+                break
+            raise MessageTooLarge(f"response exceeds the {limit}-byte limit", **ctx.context())
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def content_type(response: httpx.Response) -> str:
+    """The response's media type, lower-cased ("" if none)."""
+    kind: str = response.headers.get("content-type", "")
+    return kind.lower()
