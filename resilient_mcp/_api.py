@@ -1,6 +1,6 @@
 """The MCP methods of :class:`~resilient_mcp.Client`: tools, resources, prompts,
-completion, logging and ping, written once over the client's generic request plumbing
-(:meth:`Client.request`, ``_typed``, ``_list``), which :mod:`._client` provides.
+completion, logging and ping, and the plumbing they share (a typed result, every page
+of a list). :mod:`._client` gives them the session, its calls and the tool cache.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from ._calls import Calls
 from ._catalog import Catalog
 from ._config import USE_CLIENT_DEFAULT, UseClientDefault
 from ._deadline import Deadline
-from ._exceptions import ServerError, UsageError
+from ._exceptions import Execution, MalformedMessage, ServerError, UsageError
 from ._handlers import ProgressCallback
 from ._log import Logger
 from ._retry import RetryPolicy
@@ -39,12 +39,14 @@ __all__ = ["MCPMethods", "Timeout"]
 _Model = TypeVar("_Model", bound=pydantic.BaseModel)
 Timeout = float | UseClientDefault | None
 
+# A server that never ends its pagination must not spin us for ever.
+_MAX_PAGES = 10_000
 # 2026-07-28: a routing header (Mcp-Name, Mcp-Param-*) disagreed with the body.
 _HEADER_MISMATCH = -32020
 
 
 class MCPMethods(abc.ABC):
-    """The typed MCP calls; the subclass supplies the session and the plumbing."""
+    """The typed MCP calls; the subclass supplies the session and checks it is open."""
 
     _session: Session
     _calls: Calls
@@ -58,19 +60,10 @@ class MCPMethods(abc.ABC):
     @abc.abstractmethod
     def _check_open(self) -> None: ...
 
-    @abc.abstractmethod
-    async def request(
-        self,
-        method: str,
-        params: Mapping[str, Any] | None = None,
-        *,
-        timeout: Timeout = USE_CLIENT_DEFAULT,
-        progress: ProgressCallback | None = None,
-        retry: RetryPolicy | None = None,
-        idempotent: bool = False,
-    ) -> Any: ...
+    async def _call(self, method: str, params: Mapping[str, Any] | None, timeout: Timeout) -> Any:
+        self._check_open()
+        return await self._calls.call(method, params, self._calls.deadline(timeout))
 
-    @abc.abstractmethod
     async def _typed(
         self,
         model: type[_Model],
@@ -81,12 +74,59 @@ class MCPMethods(abc.ABC):
         progress: ProgressCallback | None = None,
         retry: RetryPolicy | None = None,
         idempotent: bool = False,
-    ) -> _Model: ...
+    ) -> _Model:
+        self._check_open()
+        result = await self._calls.call(
+            method, params, deadline, progress=progress, retry=retry, idempotent=idempotent
+        )
+        try:
+            return model.model_validate(result)
+        except pydantic.ValidationError as exc:
+            raise MalformedMessage(
+                f"invalid {method} result: {exc.errors(include_url=False)[:3]}",
+                method=method,
+                session_id=self.session_id,
+                execution=Execution.EXECUTED,
+            ) from exc
 
-    @abc.abstractmethod
     async def _list(
         self, model: type[_Model], method: str, key: str, timeout: Timeout | Deadline
-    ) -> list[_Model]: ...
+    ) -> list[_Model]:
+        """Every item of a paginated list, following every cursor, in one deadline."""
+        self._check_open()
+        deadline = timeout if isinstance(timeout, Deadline) else self._calls.deadline(timeout)
+        items: list[Any] = []
+        cursor: str | None = None
+        seen: set[str] = set()
+        for _ in range(_MAX_PAGES):
+            page = await self._calls.call(
+                method, {"cursor": cursor} if cursor is not None else None, deadline
+            )
+            if not isinstance(page, dict) or not isinstance(page.get(key, []), list):
+                raise MalformedMessage(
+                    f"invalid {method} result", method=method, execution=Execution.EXECUTED
+                )
+            items.extend(page.get(key, []))
+            cursor = page.get("nextCursor")
+            if cursor is None:
+                break
+            if not isinstance(cursor, str) or cursor in seen:
+                raise MalformedMessage(
+                    f"{method}: the server repeated or mangled a pagination cursor",
+                    method=method,
+                    execution=Execution.EXECUTED,
+                )
+            seen.add(cursor)
+        else:
+            raise MalformedMessage(f"{method}: more than {_MAX_PAGES} pages", method=method)
+        try:
+            return [model.model_validate(item) for item in items]
+        except pydantic.ValidationError as exc:
+            raise MalformedMessage(
+                f"invalid {method} result: {exc.errors(include_url=False)[:3]}",
+                method=method,
+                execution=Execution.EXECUTED,
+            ) from exc
 
     async def list_tools(self, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> list[Tool]:
         """All tools, following every pagination cursor.
@@ -198,14 +238,14 @@ class MCPMethods(abc.ABC):
         Updates arrive on the server's stream, which this opens; receive them with
         ``Handlers(notification=...)``.
         """
-        await self.request("resources/subscribe", {"uri": uri}, timeout=timeout)
+        await self._call("resources/subscribe", {"uri": uri}, timeout)
         await self._session.listen()
 
     async def unsubscribe_resource(
         self, uri: str, *, timeout: Timeout = USE_CLIENT_DEFAULT
     ) -> None:
         """Stop notifications about ``uri``."""
-        await self.request("resources/unsubscribe", {"uri": uri}, timeout=timeout)
+        await self._call("resources/unsubscribe", {"uri": uri}, timeout)
 
     async def list_prompts(self, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> list[Prompt]:
         """All prompts, following every pagination cursor."""
@@ -267,7 +307,7 @@ class MCPMethods(abc.ABC):
         """
         if level not in get_args(LoggingLevel):
             raise UsageError(f"unknown logging level {level!r}: expected {get_args(LoggingLevel)}")
-        await self.request("logging/setLevel", {"level": level}, timeout=timeout)
+        await self._call("logging/setLevel", {"level": level}, timeout)
 
     async def ping(self, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> None:
         """Check that the server answers.
@@ -275,4 +315,4 @@ class MCPMethods(abc.ABC):
         Raises:
             RequestTimeout: no answer in time (the connection is likely dead).
         """
-        await self.request("ping", None, timeout=timeout)
+        await self._call("ping", None, timeout)

@@ -6,17 +6,15 @@ import enum
 import math
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self
 
 import anyio
 import anyio.abc
-import pydantic
 
 from ._api import MCPMethods, Timeout
 from ._catalog import Catalog
 from ._config import USE_CLIENT_DEFAULT
-from ._deadline import Deadline
-from ._exceptions import ClientClosed, Execution, MalformedMessage
+from ._exceptions import ClientClosed
 from ._handlers import ProgressCallback
 from ._log import default_logger
 from ._negotiate import first_transport
@@ -38,10 +36,7 @@ from .types import (
 
 __all__ = ["Client", "connect"]
 
-_Model = TypeVar("_Model", bound=pydantic.BaseModel)
 
-# A server that never ends its pagination must not spin us for ever.
-_MAX_PAGES = 10_000
 
 try:
     from importlib.metadata import version as _dist_version
@@ -286,70 +281,6 @@ class Client(MCPMethods):
         return await self._calls.call(
             method, params, deadline, progress=progress, retry=retry, idempotent=idempotent
         )
-
-    async def _typed(
-        self,
-        model: type[_Model],
-        method: str,
-        params: Mapping[str, Any] | None,
-        deadline: Deadline,
-        *,
-        progress: ProgressCallback | None = None,
-        retry: RetryPolicy | None = None,
-        idempotent: bool = False,
-    ) -> _Model:
-        self._check_open()
-        result = await self._calls.call(
-            method, params, deadline, progress=progress, retry=retry, idempotent=idempotent
-        )
-        try:
-            return model.model_validate(result)
-        except pydantic.ValidationError as exc:
-            raise MalformedMessage(
-                f"invalid {method} result: {exc.errors(include_url=False)[:3]}",
-                method=method,
-                session_id=self.session_id,
-                execution=Execution.EXECUTED,
-            ) from exc
-
-    async def _list(
-        self, model: type[_Model], method: str, key: str, timeout: Timeout | Deadline
-    ) -> list[_Model]:
-        """Every item of a paginated list, following every cursor, in one deadline."""
-        self._check_open()
-        deadline = timeout if isinstance(timeout, Deadline) else self._calls.deadline(timeout)
-        items: list[Any] = []
-        cursor: str | None = None
-        seen: set[str] = set()
-        for _ in range(_MAX_PAGES):
-            page = await self._calls.call(
-                method, {"cursor": cursor} if cursor is not None else None, deadline
-            )
-            if not isinstance(page, dict) or not isinstance(page.get(key, []), list):
-                raise MalformedMessage(
-                    f"invalid {method} result", method=method, execution=Execution.EXECUTED
-                )
-            items.extend(page.get(key, []))
-            cursor = page.get("nextCursor")
-            if cursor is None:
-                break
-            if not isinstance(cursor, str) or cursor in seen:
-                raise MalformedMessage(
-                    f"{method}: the server repeated or mangled a pagination cursor",
-                    method=method,
-                    execution=Execution.EXECUTED,
-                )
-            seen.add(cursor)
-        else:
-            raise MalformedMessage(f"{method}: more than {_MAX_PAGES} pages", method=method)
-        try:
-            return [model.model_validate(item) for item in items]
-        except pydantic.ValidationError as exc:
-            raise MalformedMessage(
-                f"invalid {method} result: {exc.errors(include_url=False)[:3]}",
-                method=method,
-                execution=Execution.EXECUTED,
-            ) from exc
 
 
 def connect(
