@@ -24,9 +24,11 @@ Needs the ``testing`` extra (starlette and uvicorn). It never imports the client
 """
 
 from resilient_mcp.testing._chaos import Chaos
+from resilient_mcp.testing._config import ERAS, Era
 from resilient_mcp.testing._profiles import PROFILES, Profile
 from resilient_mcp.testing._serve import RunningServer, ServerContext, serve
-from resilient_mcp.testing._server import ERAS, Era, ServerStats, StrictServer
+from resilient_mcp.testing._server import StrictServer
+from resilient_mcp.testing._stats import ServerStats
 
 __all__ = [
     "ERAS",

@@ -12,6 +12,7 @@ from typing import Any, Final
 JSON = dict[str, Any]
 
 SERVER_NAME: Final = "resilient-mcp-strict"
+SERVER_TITLE: Final = "resilient-mcp strict test server"
 INSTRUCTIONS: Final = (
     "A strict MCP test server. Like the Python SDK, it answers every request other than "
     "ping that is processed before notifications/initialized with -32602 "
@@ -214,3 +215,16 @@ GREET_NAMES: Final = ("Ada", "Alan", "Alice", "Barbara", "Grace", "Linus")
 LOG_LEVELS: Final = frozenset(
     {"debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"}
 )
+
+
+def server_info(version: str) -> JSON:
+    """The server's `serverInfo` (the same in both eras)."""
+    return {"name": SERVER_NAME, "title": SERVER_TITLE, "version": version}
+
+
+NAME_SCHEMA: Final[JSON] = {
+    "type": "object",
+    "properties": {"name": {"type": "string", "description": "Your name"}},
+    "required": ["name"],
+}
+"""The form the elicitation tools ask the user to fill in."""

@@ -81,6 +81,11 @@ class Fate:
     jitter: float
     """Queueing delay after the 202 of the legacy SSE transport."""
 
+    def drop_number(self, method: str) -> int | None:
+        """This POST's number if chaos cuts its response, else None: only `tools/call`
+        responses are cut."""
+        return self.number if self.drop and method == "tools/call" else None
+
 
 # The legacy SSE transport queues a message after its 202; two POSTs in flight can be
 # processed in either order. This much random delay reproduces that race.

@@ -18,7 +18,8 @@ from typing import Final
 import anyio.to_thread
 import uvicorn
 
-from resilient_mcp.testing._server import ServerStats, StrictServer
+from resilient_mcp.testing._server import StrictServer, host_of
+from resilient_mcp.testing._stats import ServerStats
 
 # How long stopping may take before we give up on the thread; generous because a
 # loaded CI machine can be slow, yet bounded so a stuck server fails the test.
@@ -85,6 +86,7 @@ class ServerContext:
 
     def __init__(self, server: StrictServer, *, host: str = "127.0.0.1") -> None:
         self._server = server
+        self._hosting = host_of(server)
         self._host = host
         self._used = False
         self._sock: socket.socket | None = None
@@ -121,7 +123,7 @@ class ServerContext:
         if self._used:
             raise RuntimeError("a serve() context can be entered only once")
         self._used = True
-        self._server._claim()
+        self._hosting.claim()
         # proto=IPPROTO_TCP matters: asyncio only sets TCP_NODELAY on accepted sockets
         # whose proto says TCP, and without it Nagle + delayed ACK add ~40 ms to every
         # response written in more than one piece.
@@ -142,7 +144,7 @@ class ServerContext:
                 proxy_headers=False,
                 timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN,
             )
-            self._uvicorn = _Uvicorn(config, self._server._close_all)
+            self._uvicorn = _Uvicorn(config, self._hosting.shutdown)
             self._sock = sock
             name = f"{_THREAD_PREFIX}{port}"
             self._quiet = _QuietCuts(name)
@@ -152,7 +154,7 @@ class ServerContext:
         except BaseException:
             sock.close()
             self._unquiet()
-            self._server._release()
+            self._hosting.release()
             raise
         return RunningServer(
             url=f"http://{self._host}:{port}{self._server.endpoint_path}",
@@ -170,11 +172,11 @@ class ServerContext:
         assert self._sock is not None
         loop = asyncio.get_running_loop()
         # restart() from another thread runs on this loop.
-        self._server._attach_loop(threading.get_ident(), loop.call_soon_threadsafe)
+        self._hosting.attach_loop(threading.get_ident(), loop.call_soon_threadsafe)
         try:
             await self._uvicorn.serve(sockets=[self._sock])
         finally:
-            self._server._attach_loop(None, None)
+            self._hosting.attach_loop(None, None)
 
     def _run(self) -> None:
         assert self._sock is not None
@@ -200,7 +202,7 @@ class ServerContext:
             if self._sock is not None:
                 self._sock.close()
             self._unquiet()
-            self._server._release()
+            self._hosting.release()
         if self._thread.is_alive():
             raise RuntimeError(f"the server thread did not stop within {_STOP_TIMEOUT:g} s")
         if self._error is not None:
