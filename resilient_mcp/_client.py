@@ -37,7 +37,6 @@ from .types import (
 __all__ = ["Client", "connect"]
 
 
-
 try:
     from importlib.metadata import version as _dist_version
 

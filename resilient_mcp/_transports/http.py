@@ -29,6 +29,19 @@ JSON = "application/json"
 SSE = "text/event-stream"
 # How much of an error response we read (its start is all a diagnosis needs).
 ERROR_BODY_LIMIT = 64 * 1024
+# Headers the transports set themselves (the protocol needs them as they are).
+_OURS = {
+    name.lower(): name
+    for name in (
+        "Accept",
+        "Content-Type",
+        "Mcp-Session-Id",
+        "MCP-Protocol-Version",
+        "Last-Event-ID",
+        "Mcp-Method",
+        "Mcp-Name",
+    )
+}
 # The first version that defines the MCP-Protocol-Version header.
 _VERSION_HEADER_SINCE = "2025-06-18"
 
@@ -49,7 +62,11 @@ class HTTPTransportBase(Transport):
     ) -> None:
         # Parsed once: httpx re-parses a str URL on every request (~20 us each).
         self._url = httpx.URL(server.url)
-        self._extra_headers = dict(server.headers or {})
+        # The user's headers, with the names we also set spelled as we spell them, so
+        # that ours replace theirs instead of going out twice ("accept" and "Accept").
+        self._extra_headers = {
+            _OURS.get(name.lower(), name): value for name, value in (server.headers or {}).items()
+        }
         self._auth = server.auth
         self._owns_client = server.http_client is None
         self._client = server.http_client
@@ -100,7 +117,7 @@ class HTTPTransportBase(Transport):
 
     def _headers(self, accept: str, ctx: SendContext) -> dict[str, str]:
         """The headers of one exchange: ours, then what the message's context says."""
-        headers = {"Accept": accept, **self._extra_headers}
+        headers = {**self._extra_headers, "Accept": accept}
         if ctx.session_id is not None:
             headers["Mcp-Session-Id"] = ctx.session_id
         version = ctx.protocol_version

@@ -123,7 +123,7 @@ class LegacySSETransport(HTTPTransportBase):
     ) -> None:
         """POST one message; returns once the server accepted it (2xx)."""
         client = self._require_client(ctx)
-        headers = {"Accept": JSON, **self._extra_headers, "Content-Type": JSON}
+        headers = {**self._extra_headers, "Accept": JSON, "Content-Type": JSON}
         request = client.build_request(
             "POST", endpoint, content=body, headers=headers, timeout=self._http_timeout
         )
@@ -225,7 +225,7 @@ class LegacySSETransport(HTTPTransportBase):
         """Read the stream; returns why it ended (when it ended without an exception)."""
         ctx = FailureContext()
         client = self._require_client(ctx)
-        headers = {"Accept": SSE, **self._extra_headers}
+        headers = {**self._extra_headers, "Accept": SSE}
         async with client.stream(
             "GET", self._url, headers=headers, timeout=self._http_timeout, auth=self._auth_arg()
         ) as response:

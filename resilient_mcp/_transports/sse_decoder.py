@@ -110,6 +110,18 @@ class SSEDecoder:
         if len(buffer) > self._max:
             raise SSEEventTooLarge(f"SSE line longer than {self._max} bytes")
 
+    def end_of_stream(self) -> None:
+        """The stream ended (or broke): an event it left unfinished is discarded, never
+        dispatched (the spec), so that a resumed stream starts clean. The last event
+        id and the reconnection time are kept: they are what resuming needs."""
+        self._buffer.clear()
+        self._scanned = 0
+        self._pending_cr = False
+        self._data = []
+        self._data_size = 0
+        self._event = ""
+        self._id = None
+
     def _line(self, line: str) -> ServerSentEvent | None:
         if not line:
             return self._dispatch()

@@ -135,6 +135,8 @@ class StreamableHTTPTransport(HTTPTransportBase):
             return Receipt("delivered", session_id)
         if kind.startswith(JSON) or "+json" in kind:
             body = await read_limited(response, self._max_size, ctx)
+            if not is_request and not body.strip():
+                return DELIVERED  # an empty JSON answer to a notification: accepted
             self._deliver_json_body(body, ctx)
             return Receipt("delivered", session_id)
         body = await read_limited(response, ERROR_BODY_LIMIT, ctx, truncate=True)
@@ -204,6 +206,7 @@ class StreamableHTTPTransport(HTTPTransportBase):
                     "response stream ended before the answer arrived", **ctx.context()
                 )
             resumes += 1
+            decoder.end_of_stream()
             await backoff_sleep(_retry_delay(decoder))  # the server's `retry:`
             with anyio.CancelScope(shield=True):
                 await stream.response.aclose()
@@ -307,7 +310,12 @@ class StreamableHTTPTransport(HTTPTransportBase):
             except MCPError as exc:
                 self._log.debug("get_stream.dropped", error=exc.message)
             answered.set()  # a GET that failed: nobody should wait for it
+            decoder.end_of_stream()
             failures += 1
+            if failures >= _MAX_GET_STREAM_FAILURES:
+                # What the server sends on its own is lost from here on: say so.
+                self._log.warning("get_stream.given_up", failures=failures)
+                return
             await backoff_sleep(_retry_delay(decoder))  # the server's `retry:`
 
     async def _listen_once(
