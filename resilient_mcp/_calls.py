@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import anyio
 
-from ._config import Limits, Timeouts, UseClientDefault
+from ._config import USE_CLIENT_DEFAULT, Limits, Timeouts, UseClientDefault
 from ._deadline import Deadline
 from ._eras.base import SERVERS_ANSWER, EraStrategy, Wishes
 from ._eras.input_required import finish
@@ -107,7 +107,7 @@ class Calls:
         method: str,
         params: Mapping[str, Any] | None = None,
         *,
-        timeout: float | UseClientDefault | None = None,
+        timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
         progress: ProgressCallback | None = None,
         retry: RetryPolicy | None = None,
         idempotent: bool = False,

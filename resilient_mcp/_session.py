@@ -82,7 +82,6 @@ class Session:
         # Only what was detected (nothing forced) goes into, and comes from, the cache.
         self._detects = era == "auto" and (switch is not None or transport.name == "stdio")
         self._timeouts = timeouts
-        self._limits = limits
         self._handlers = handlers
         self._client_info = client_info
         self._log = logger
@@ -203,7 +202,6 @@ class Session:
             rpc=self.rpc,
             task_group=task_group,
             timeouts=self._timeouts,
-            limits=self._limits,
             handlers=self._handlers,
             client_info=self._client_info,
             retry=self._retry,

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import anyio
 import anyio.abc
 
-from .._config import Limits, Timeouts
+from .._config import Timeouts
 from .._deadline import Deadline
 from .._exceptions import MCPError
 from .._handlers import Handlers
@@ -58,7 +58,6 @@ class Setup:
     rpc: Rpc
     task_group: anyio.abc.TaskGroup
     timeouts: Timeouts
-    limits: Limits
     handlers: Handlers
     client_info: Implementation
     retry: RetryPolicy
