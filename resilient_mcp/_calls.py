@@ -148,17 +148,36 @@ class Calls:
         policy = retry or self._retry
 
         async def send(params: Mapping[str, Any] | None) -> Any:
+            generation = self._host.generation
+            try:
+                return await self._attempt(method, params, deadline, progress, 1)
+            except (GateFailure, MCPError) as caught:
+                return await recover(params, caught, generation)
+
+        async def recover(
+            params: Mapping[str, Any] | None, caught: GateFailure | MCPError, generation: int
+        ) -> Any:
             recovery = self._recovery(method, params, deadline, safe=safe, policy=policy)
-            return await recovery.run(
-                lambda attempt: self._attempt(method, params, deadline, progress, attempt)
+            return await recovery.after(
+                caught,
+                generation,
+                lambda attempt: self._attempt(method, params, deadline, progress, attempt),
             )
 
-        result = await send(params)
+        # (The first send written out: the common call succeeds at once, and builds no
+        # recovery, nor one more coroutine frame, for it.)
+        generation = self._host.generation
+        try:
+            result = await self._attempt(method, params, deadline, progress, 1)
+        except (GateFailure, MCPError) as caught:
+            result = await recover(params, caught, generation)
         uri = (params or {}).get("uri")
         if method == "resources/subscribe" and isinstance(uri, str):
             self._host.wishes.subscriptions.add(uri)  # renewed on every new session (legacy era)
         elif method == "resources/unsubscribe" and isinstance(uri, str):
             self._host.wishes.subscriptions.discard(uri)
+        if not isinstance(result, Mapping) or "resultType" not in result:
+            return result  # complete (the legacy era's results never say otherwise)
         return await finish(
             result,
             method=method,

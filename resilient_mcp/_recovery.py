@@ -250,12 +250,27 @@ class Recovery:
             MCPError: the final failure (``FateUnknown`` for a side-effecting tool call
                 that may have run).
         """
-        self._at_generation = self._generation()
+        generation = self._generation()
         try:
             return await attempt(1)
         except (GateFailure, MCPError) as caught:
-            first: BaseException = caught
-        replay = [first]
+            return await self.after(caught, generation, attempt)
+
+    async def after(
+        self,
+        first: GateFailure | MCPError,
+        generation: int,
+        attempt: Callable[[int], Awaitable[_T]],
+    ) -> _T:
+        """Go on from a first attempt that failed with ``first`` on session
+        ``generation``: the caller made that attempt itself, so that a call that succeeds
+        at once never builds any of this.
+
+        Raises:
+            MCPError: the final failure, as :meth:`run`.
+        """
+        self._at_generation = generation
+        replay: list[BaseException] = [first]
 
         async def again() -> _T:
             if replay:

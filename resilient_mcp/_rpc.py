@@ -197,7 +197,9 @@ class Rpc:
                 pending.scope = scope
                 previous = deadline.bind(scope)
                 if progress is None:
-                    receipt = await self._send(transport, body, ctx, pending, on_accepted)
+                    receipt = await transport.send(body, ctx, on_sent=pending.mark_sent)
+                    if receipt.answer != "delivered" or not pending.done:
+                        await self._after_send(receipt, ctx, pending, on_accepted)
                     while not pending.done:
                         await pending.changed()
                 else:
@@ -260,6 +262,17 @@ class Rpc:
         on_accepted: Callable[[], Awaitable[None]] | None,
     ) -> Receipt:
         receipt = await transport.send(body, ctx, on_sent=pending.mark_sent)
+        await self._after_send(receipt, ctx, pending, on_accepted)
+        return receipt
+
+    async def _after_send(
+        self,
+        receipt: Receipt,
+        ctx: SendContext,
+        pending: _Pending,
+        on_accepted: Callable[[], Awaitable[None]] | None,
+    ) -> None:
+        """What a receipt means for the request's answer."""
         if receipt.answer == "accepted":
             if on_accepted is None:
                 raise MalformedMessage(
@@ -274,7 +287,6 @@ class Rpc:
             raise ConnectionLost(
                 "the server closed the exchange without answering", **ctx.context()
             )
-        return receipt
 
     async def _send_reporting(
         self,

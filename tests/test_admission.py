@@ -32,6 +32,7 @@ class TestAdmission:
             admission.release(ticket)
 
         async with anyio.create_task_group() as tg:
+            admission.bind(tg)
             for i in range(3):
                 # One at a time: trio does not start tasks in the order they were spawned.
                 tg.start_soon(wait, i)
@@ -56,13 +57,16 @@ class TestAdmission:
             admission.release(ticket)
 
         async with anyio.create_task_group() as tg:
+            admission.bind(tg)  # the watcher runs there while someone waits
             long = await admission.acquire()
             tg.start_soon(second)
             with anyio.fail_after(5):
                 await admitted.wait()  # while the long one is still in flight
             assert long.holds_slot is False
             admission.release(long)  # finishing late gives back nothing twice
-            tg.cancel_scope.cancel()
+            await anyio.wait_all_tasks_blocked()
+            # Nobody waits any more: the watcher is gone (the task group would not end
+            # on its own otherwise).
         assert "free=1" in repr(admission)
 
 

@@ -11,9 +11,10 @@ progress) starve everything else. An exchange still in flight ``long_after`` sec
 after it was admitted stops counting: its slot goes to the next waiter (and the pool
 opens another connection if it has to).
 
-No background task: the first waiter in line is the one who watches the clock. It waits
-for a slot until the oldest exchange in flight turns long, and then takes that slot
-itself. So an idle client costs nothing, and a closed one leaves nothing running.
+Handing slots on takes a timer, run by a watcher task that exists only while callers
+wait for a slot: an idle client runs none, and a closed one leaves nothing behind.
+(Waiters that watched the clock themselves were tried: every slot handed on then woke a
+second task to re-arm a timer, which cost ~5 % CPU per call under contention.)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 from collections import deque
 
 import anyio
+import anyio.abc
 
 __all__ = ["Admission", "Ticket"]
 
@@ -35,87 +37,72 @@ class Ticket:
         self.holds_slot = True
 
 
-class _Waiter:
-    __slots__ = ("event", "ticket")
-
-    def __init__(self) -> None:
-        self.event = anyio.Event()
-        self.ticket: Ticket | None = None
-
-
 class Admission:
     """A FIFO semaphore whose holders lose their slot once they have held it too long."""
 
     def __init__(self, limit: int, *, long_after: float) -> None:
-        self._free = limit
+        self._slots = anyio.Semaphore(limit)
         self._long_after = long_after
         # Holders in admission order; with one fixed delay their deadlines are sorted too.
         self._holders: deque[Ticket] = deque()
-        self._waiters: deque[_Waiter] = deque()
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._watching = False
+        # Set when the queue or the holders change, for a watcher that found no holder.
+        self._changed: anyio.Event | None = None
 
     def __repr__(self) -> str:
-        return f"<Admission free={self._free} held={self._held()} waiting={len(self._waiters)}>"
+        waiting = self._slots.statistics().tasks_waiting
+        return f"<Admission free={self._slots.value} waiting={waiting}>"
 
-    def _held(self) -> int:
-        return sum(1 for ticket in self._holders if ticket.holds_slot)
-
-    def _admit(self) -> Ticket:
-        ticket = Ticket(anyio.current_time() + self._long_after)
-        self._holders.append(ticket)
-        return ticket
-
-    def _oldest(self) -> Ticket | None:
-        """The oldest exchange that still holds a slot (finished ones are forgotten)."""
-        while self._holders and not self._holders[0].holds_slot:
-            self._holders.popleft()
-        return self._holders[0] if self._holders else None
-
-    def _hand_on(self) -> None:
-        """A slot became free: the first waiter gets it, or it goes back to the pool."""
-        if self._waiters:
-            waiter = self._waiters.popleft()
-            waiter.ticket = self._admit()
-            waiter.event.set()
-            if self._waiters:
-                self._waiters[0].event.set()  # the new head watches the clock now
-        else:
-            self._free += 1
+    def bind(self, task_group: anyio.abc.TaskGroup) -> None:
+        """Where the watcher runs when callers have to wait (without one, nothing is
+        ever handed on: every slot waits for its holder)."""
+        self._task_group = task_group
 
     async def acquire(self) -> Ticket:
-        """Wait for a slot, in FIFO order."""
-        if self._free > 0 and not self._waiters:
-            self._free -= 1
-            return self._admit()
-        waiter = _Waiter()
-        self._waiters.append(waiter)
+        """Wait for a slot (FIFO)."""
+        if self._slots.value == 0 and not self._watching and self._task_group is not None:
+            self._watching = True
+            self._task_group.start_soon(self._watch)
         try:
-            while waiter.ticket is None:
-                oldest = self._oldest() if waiter is self._waiters[0] else None
-                if oldest is None:
-                    await waiter.event.wait()
-                else:
-                    # The head of the line: wait for a slot, but no longer than until the
-                    # oldest exchange turns long (a timer, not a poll).
-                    with anyio.move_on_after(oldest.deadline - anyio.current_time()):
-                        await waiter.event.wait()
-                    turned_long = oldest.deadline <= anyio.current_time()
-                    if waiter.ticket is None and oldest.holds_slot and turned_long:
-                        self.release(oldest)  # it turned long: hand its slot on
-                if waiter.ticket is None:
-                    waiter.event = anyio.Event()
+            await self._slots.acquire()
         except BaseException:
-            if waiter.ticket is not None:
-                self.release(waiter.ticket)  # granted as we were cancelled: pass it on
-            else:
-                head = self._waiters and self._waiters[0] is waiter
-                self._waiters.remove(waiter)
-                if head and self._waiters:
-                    self._waiters[0].event.set()  # someone else watches the clock now
+            self._signal()  # one waiter fewer: the watcher may have nothing left to do
             raise
-        return waiter.ticket
+        ticket = Ticket(anyio.current_time() + self._long_after)
+        self._holders.append(ticket)
+        self._signal()
+        return ticket
+
+    def _signal(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
 
     def release(self, ticket: Ticket) -> None:
         """Give the slot back, unless it was already handed on for taking too long."""
         if ticket.holds_slot:
             ticket.holds_slot = False
-            self._hand_on()
+            self._slots.release()
+
+    async def _watch(self) -> None:
+        """Hand on the slots of exchanges that run long, while anyone waits for one."""
+        try:
+            while self._slots.statistics().tasks_waiting:
+                while self._holders and not self._holders[0].holds_slot:
+                    self._holders.popleft()  # finished in time: nothing to do
+                if not self._holders:
+                    # A slot is on its way to a waiter (released, not yet taken up):
+                    # wait for the queue or the holders to change.
+                    self._changed = anyio.Event()
+                    await self._changed.wait()
+                    self._changed = None
+                    continue
+                oldest = self._holders[0]
+                # A timer, not a poll. Deadlines only grow, so waking for one that
+                # was superseded is early, never late.
+                await anyio.sleep_until(oldest.deadline)
+                if oldest.holds_slot and oldest.deadline <= anyio.current_time():
+                    self._holders.popleft()
+                    self.release(oldest)
+        finally:
+            self._watching = False
