@@ -49,8 +49,10 @@ pytest: $(STAMP) peers
 
 test: lint typecheck pytest
 
+# `make bench BASELINE=<rev>` also measures resilient_mcp as it was at <rev>, side by side.
+BASELINE ?=
 bench: $(STAMP)
-	$(PY) benchmarks/bench_client.py
+	$(PY) benchmarks/bench_client.py $(if $(BASELINE),--baseline $(BASELINE))
 
 clean:
 	rm -rf $(VENV) $(VENV126) node_modules .mypy_cache .ruff_cache build dist

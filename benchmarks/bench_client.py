@@ -22,7 +22,13 @@ SDK client) and "any era" (our best vs the best SDK variant). Before timing, an 
 wire check logs the requests one resilient-mcp connect puts on the wire in each era. See
 benchmarks/README.md for the definitions.
 
-    .venv/bin/python benchmarks/bench_client.py [--quick] [--json PATH]
+With `--baseline REV`, a previous revision of resilient-mcp (its `resilient_mcp/` package
+at REV, imported as `resilient_mcp_baseline` by `benchmarks/_baseline.py`) runs in the
+same process as four more contenders (`baseline`, `baseline legacy` and their shared-httpx
+variants for (a)), interleaved with the others, and "ours / baseline" ratio lines with a
+regression verdict are printed for every figure in both eras.
+
+    .venv/bin/python benchmarks/bench_client.py [--quick] [--json PATH] [--baseline REV]
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from types import ModuleType
 from typing import Any, cast
 
 import httpx
@@ -52,6 +59,18 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+from _baseline import (  # noqa: E402
+    Baseline,
+    BaselineError,
+    load_baseline,
+    source_digest,
+    working_tree_state,
+)
 
 from tests.peers.launcher import McpPeer, launch_mcp_peer  # noqa: E402
 
@@ -73,6 +92,11 @@ RESILIENT = "resilient"  # era="auto" (the default)
 RESILIENT_SHARED = "resilient+shared"
 RESILIENT_LEGACY = "resilient-legacy"
 RESILIENT_LEGACY_SHARED = "resilient-legacy+shared"
+# With --baseline: the same four, from the previous revision given.
+BASELINE = "baseline"  # era="auto"
+BASELINE_SHARED = "baseline+shared"
+BASELINE_LEGACY = "baseline-legacy"
+BASELINE_LEGACY_SHARED = "baseline-legacy+shared"
 
 # Display names; the versions of mcp and fastmcp are in the header line.
 COLUMNS: dict[str, str] = {
@@ -86,9 +110,19 @@ COLUMNS: dict[str, str] = {
     RESILIENT_SHARED: "resil+shared",
     RESILIENT_LEGACY: "resilient legacy",
     RESILIENT_LEGACY_SHARED: "resil legacy+shared",
+    BASELINE: "baseline",
+    BASELINE_SHARED: "base+shared",
+    BASELINE_LEGACY: "baseline legacy",
+    BASELINE_LEGACY_SHARED: "base legacy+shared",
 }
 ALL_KEYS: list[str] = list(COLUMNS)
-ONLY_A: tuple[str, ...] = (SEED, RESILIENT_SHARED, RESILIENT_LEGACY_SHARED)  # (a) only
+ONLY_A: tuple[str, ...] = (  # (a) only
+    SEED,
+    RESILIENT_SHARED,
+    RESILIENT_LEGACY_SHARED,
+    BASELINE_SHARED,
+    BASELINE_LEGACY_SHARED,
+)
 
 # The SDK variants: all of them, the like-for-like legacy ones (forced initialize
 # handshake: the same era, 2025-11-25, and the same round trips as the floor and
@@ -108,10 +142,26 @@ EXPECTED_ERA: dict[str, str] = {
     FASTMCP_LEGACY: "legacy",
     RESILIENT_LEGACY: "legacy",
     RESILIENT_LEGACY_SHARED: "legacy",
+    BASELINE_LEGACY: "legacy",
+    BASELINE_LEGACY_SHARED: "legacy",
     MCP: "modern",
     FASTMCP: "modern",
     RESILIENT: "modern",
     RESILIENT_SHARED: "modern",
+    BASELINE: "modern",
+    BASELINE_SHARED: "modern",
+}
+
+# Which contender a ResilientClient is: (baseline?, era mode, shared http client?).
+RESILIENT_KEYS: dict[tuple[bool, str, bool], str] = {
+    (False, "auto", False): RESILIENT,
+    (False, "auto", True): RESILIENT_SHARED,
+    (False, "legacy", False): RESILIENT_LEGACY,
+    (False, "legacy", True): RESILIENT_LEGACY_SHARED,
+    (True, "auto", False): BASELINE,
+    (True, "auto", True): BASELINE_SHARED,
+    (True, "legacy", False): BASELINE_LEGACY,
+    (True, "legacy", True): BASELINE_LEGACY_SHARED,
 }
 
 # resilient-mcp remembers each endpoint's era process-wide (`resilient_mcp._detection`),
@@ -120,8 +170,17 @@ EXPECTED_ERA: dict[str, str] = {
 # and speak legacy too, and the interleaved `resilient` contender would silently become
 # a second legacy one. So the legacy contenders connect with this query parameter added
 # (the server ignores it; the cache key differs), and the wire check reports whether
-# that cross-talk happens.
+# that cross-talk happens. The baseline (another module, so another cache: the previous
+# code keeps it in `_detect`, the current one in `_detection`) gets tags of its own in
+# both eras anyway, so that no contender ever shares a cache key with another.
 LEGACY_URL_TAG = ("bench", "resilient-legacy")
+# (baseline?, era mode) -> the `bench` query value, or None for the plain URL.
+URL_TAGS: dict[tuple[bool, str], str | None] = {
+    (False, "auto"): None,
+    (False, "legacy"): LEGACY_URL_TAG[1],
+    (True, "auto"): "baseline",
+    (True, "legacy"): "baseline-legacy",
+}
 
 FIGURES: dict[str, str] = {
     "a": "(a) ms",
@@ -510,28 +569,38 @@ def resilient_connect(
 
 
 class ResilientClient(ClientContender):
-    """`resilient_mcp.connect(url, era=era)`; with `shared`, also `http_client=shared`.
+    """`resilient_mcp.connect(url, era=era)`; with `shared`, also a shared `http_client`.
 
     era="auto" (the default) probes `server/discover` and speaks the modern era to this
-    server; era="legacy" does the initialize handshake, like the floor. The legacy
-    contenders use `tagged_url` (see `LEGACY_URL_TAG`).
+    server; era="legacy" does the initialize handshake, like the floor. With `baseline`,
+    the same from the previous revision loaded by `_baseline.py`. Every variant but the
+    current era="auto" one connects to a tagged URL (see `URL_TAGS`).
     """
 
-    def __init__(self, url: str, http: httpx.AsyncClient | None, era_mode: str) -> None:
-        self.module: Any = importlib.import_module("resilient_mcp")
+    def __init__(
+        self,
+        url: str,
+        http: httpx.AsyncClient | None,
+        era_mode: str,
+        baseline: Baseline | None = None,
+    ) -> None:
+        self.module: ModuleType = (
+            baseline.module if baseline is not None else importlib.import_module("resilient_mcp")
+        )
+        self.baseline = baseline
         self.era_mode = era_mode
-        self.url = tagged_url(url, LEGACY_URL_TAG[1]) if era_mode == "legacy" else url
+        tag = URL_TAGS[(baseline is not None, era_mode)]
+        self.url = tagged_url(url, tag) if tag is not None else url
         self.http = http
-        if era_mode == "legacy":
-            self.key = RESILIENT_LEGACY if http is None else RESILIENT_LEGACY_SHARED
-        else:
-            self.key = RESILIENT if http is None else RESILIENT_SHARED
+        self.key = RESILIENT_KEYS[(baseline is not None, era_mode, http is not None)]
 
     def _client(self) -> AbstractAsyncContextManager[Any]:
         return resilient_connect(self.module, self.url, self.http, self.era_mode)
 
     def note(self) -> str | None:
         how = f"era={self.era_mode!r}"
+        if self.baseline is not None:
+            how += f", baseline {self.baseline.commit[:12]}"
         if self.http is not None:
             how += ", shared http_client"
         if self.era_mode == "auto":
@@ -880,6 +949,84 @@ def ratios(results: Results) -> dict[str, dict[str, Any]]:
     return out
 
 
+# (label, ours, baseline): the pairs "ours / baseline" compares, same era, same setup.
+BASELINE_PAIRS: tuple[tuple[str, str, str], ...] = (
+    ("modern", RESILIENT, BASELINE),
+    ("modern, shared httpx", RESILIENT_SHARED, BASELINE_SHARED),
+    ("legacy", RESILIENT_LEGACY, BASELINE_LEGACY),
+    ("legacy, shared httpx", RESILIENT_LEGACY_SHARED, BASELINE_LEGACY_SHARED),
+)
+
+
+def relative_spread(samples: Sequence[float]) -> float:
+    """How much a contender's samples vary, relative to their median: the interquartile
+    range over the median (with fewer than four samples, half the range over it)."""
+    if len(samples) < 2:
+        return 0.0
+    middle = statistics.median(samples)
+    if middle == 0:
+        return 0.0
+    if len(samples) >= 4:
+        q1, _, q3 = statistics.quantiles(samples, n=4, method="inclusive")
+        return (q3 - q1) / middle
+    return (max(samples) - min(samples)) / (2 * middle)
+
+
+def baseline_comparisons(results: Results) -> dict[str, dict[str, Any]]:
+    """ "ours / baseline" per figure and pair, with a verdict.
+
+    The noise rule: the two medians differ by chance up to the larger relative spread of
+    the two contenders' samples (`relative_spread`). A ratio that is worse than 1 by
+    more than that is a REGRESSION, better by more than that is "better", anything in
+    between is "no regression" (within noise). Lower is better for (a), (b), (d);
+    higher for (c).
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for fig in FIGURES:
+        higher = fig == "c"
+        for label, ours, base in BASELINE_PAIRS:
+            mine, theirs = results.get(fig, ours), results.get(fig, base)
+            ratio = _ratio(mine, theirs)
+            if ratio is None:
+                continue
+            samples = results.samples.get(fig, {})
+            mine_s, theirs_s = samples.get(ours, []), samples.get(base, [])
+            noise = max(relative_spread(mine_s), relative_spread(theirs_s))
+            worse = (1 / ratio if higher else ratio) - 1  # > 0: ours is worse
+            if min(len(mine_s), len(theirs_s)) < 2:
+                verdict = "one sample: cannot tell"
+            elif worse > noise:
+                verdict = "REGRESSION"
+            elif -worse > noise:
+                verdict = "better"
+            else:
+                verdict = "no regression"
+            out[f"{fig}_{label.replace(', ', '_').replace(' ', '_')}"] = {
+                "figure": fig,
+                "label": f"ours / baseline, {label}",
+                "ratio": ratio,
+                "noise": noise,
+                "verdict": verdict,
+                "ours": ours,
+                "baseline": base,
+            }
+    return out
+
+
+def render_baseline(results: Results) -> list[str]:
+    rows = baseline_comparisons(results)
+    if not rows:
+        return []
+    label_w = max(len(row["label"]) for row in rows.values())
+    lines = ["", "against the baseline (noise = the larger relative spread of the two):"]
+    for row in rows.values():
+        lines.append(
+            f"({row['figure']}) {row['label']:<{label_w}} {row['ratio']:>6.2f}x   "
+            f"noise ±{row['noise'] * 100:4.1f}%   {row['verdict']}"
+        )
+    return lines
+
+
 def era_warnings(results: Results) -> list[str]:
     """Say so when a contender did not negotiate the era its like-for-like ratios assume."""
     lines = []
@@ -927,6 +1074,7 @@ def render(results: Results, keys: Sequence[str]) -> str:
             f"({name}) {row['label']:<{label_w}} {shown:>7}   target {row['target']:<6} "
             f"{verdict:<7}{vs}".rstrip()
         )
+    lines.extend(render_baseline(results))
     warnings = results.wire_warnings + era_warnings(results)
     if warnings:
         lines.append("")
@@ -956,7 +1104,9 @@ def _versions() -> dict[str, str]:
 # --------------------------------------------------------------------------------------
 
 
-async def run(url: str, settings: Settings, results: Results) -> list[str]:
+async def run(
+    url: str, settings: Settings, results: Results, baseline: Baseline | None = None
+) -> list[str]:
     limits = httpx.Limits(
         max_connections=max(100, settings.concurrency * 2),
         max_keepalive_connections=max(20, settings.concurrency * 2),
@@ -980,6 +1130,10 @@ async def run(url: str, settings: Settings, results: Results) -> list[str]:
         except (ImportError, AttributeError) as exc:
             for key in (RESILIENT, RESILIENT_SHARED, RESILIENT_LEGACY, RESILIENT_LEGACY_SHARED):
                 results.fail(key, "import", exc)
+        if baseline is not None:
+            for era_mode in ("auto", "legacy"):
+                contenders.append(ResilientClient(url, None, era_mode, baseline))
+                contenders.append(ResilientClient(url, shared_http, era_mode, baseline))
         keys = [c.key for c in contenders]
         # Warm the shared clients' connection pools before anything is timed.
         for http in (floor_http, shared_http):
@@ -1034,7 +1188,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="short run for CI smoke (~10-25 s)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--timeout", type=float, help="overall timeout in seconds")
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also measure resilient_mcp as it was at this git revision, side by side",
+    )
     args = parser.parse_args(argv)
+    baseline: Baseline | None = None
+    if args.baseline:
+        try:
+            baseline = load_baseline(ROOT, args.baseline)
+        except BaselineError as exc:
+            print(f"bench: --baseline {args.baseline}: {exc}", file=sys.stderr)
+            return 2
     settings = Settings.quick() if args.quick else Settings.full()
     overall = args.timeout or settings.overall_timeout
 
@@ -1052,7 +1218,7 @@ def main(argv: list[str] | None = None) -> int:
 
             async def bounded_run() -> list[str]:
                 async with asyncio.timeout(overall):
-                    return await run(peer.url, settings, results)
+                    return await run(peer.url, settings, results, baseline)
 
             keys = asyncio.run(bounded_run())
         except TimeoutError:
@@ -1065,6 +1231,8 @@ def main(argv: list[str] | None = None) -> int:
             peer.stop()
     finally:
         watchdog.cancel()
+        if baseline is not None:
+            baseline.close()
 
     elapsed = time.perf_counter() - started
     versions = _versions()
@@ -1080,6 +1248,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{settings.concurrency} callers x {settings.throughput_calls} calls "
         f"x {settings.throughput_reps}; fastmcp {versions['fastmcp']}"
     )
+    if baseline is not None:
+        print(
+            f"ours: {working_tree_state(ROOT)} (sources {source_digest(ROOT / 'resilient_mcp')});"
+            f' baseline: {baseline.commit[:12]} "{baseline.subject}" (sources '
+            f"{baseline.digest}, loaded from {baseline.origin.parent})"
+        )
     load_after = _loadavg()
     cpus = os.cpu_count() or 1
     # Only the load before counts: the run itself keeps ~2 processes busy.
@@ -1120,6 +1294,18 @@ def main(argv: list[str] | None = None) -> int:
             "medians": results.values,
             "samples": results.samples,
             "ratios": ratios(results),
+            "baseline": (
+                {
+                    "rev": baseline.rev,
+                    "commit": baseline.commit,
+                    "subject": baseline.subject,
+                    "digest": baseline.digest,
+                    "ours": working_tree_state(ROOT),
+                    "comparisons": baseline_comparisons(results),
+                }
+                if baseline is not None
+                else None
+            ),
             "errors": results.errors,
             "notes": results.notes,
             "protocols": results.protocols,

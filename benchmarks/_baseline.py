@@ -1,0 +1,207 @@
+"""Load a previous revision of `resilient_mcp` next to the current one, in one process.
+
+`bench_client.py --baseline REV` measures the working tree's `resilient_mcp` and the
+package as it was at REV side by side, interleaved like every other contender. This
+module materialises REV's package and imports it under another top-level name:
+
+1. `git -C <repo> archive <commit> resilient_mcp` (a tar stream, read with `tarfile`'s
+   "data" filter: no absolute paths, links or devices) into a fresh temporary directory;
+2. the extracted `resilient_mcp/` is renamed to `resilient_mcp_baseline/`;
+3. every module of it outside `testing/` is parsed, and an *absolute* import of
+   `resilient_mcp` anywhere in it is an error: it would silently bind to the current
+   code (the core imports itself relatively, `from ._config import ...`; only the
+   `testing/` subpackage imports `resilient_mcp` absolutely, and nothing here imports it);
+4. `importlib.util.spec_from_file_location("resilient_mcp_baseline", .../__init__.py,
+   submodule_search_locations=[...])` and `exec_module`; afterwards every module under
+   that name must come from the temporary directory, and loading it must not have
+   imported any new `resilient_mcp` module.
+
+`Baseline.close()` removes the directory; it is idempotent, registered with `atexit`,
+and the benchmark also calls it from `finally` and from its watchdog (which exits with
+`os._exit`, skipping both).
+"""
+
+from __future__ import annotations
+
+import ast
+import atexit
+import hashlib
+import importlib.util
+import io
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+PACKAGE = "resilient_mcp"
+BASELINE_NAME = "resilient_mcp_baseline"
+GIT_TIMEOUT = 60.0  # seconds, for each git command
+
+
+class BaselineError(RuntimeError):
+    """The baseline revision could not be materialised or imported."""
+
+
+def _git(repo: Path, *args: str) -> bytes:
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(repo), *args],
+            capture_output=True,
+            timeout=GIT_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BaselineError(f"git {' '.join(args)}: {exc}") from exc
+    if done.returncode != 0:
+        message = done.stderr.decode(errors="replace").strip()
+        raise BaselineError(f"git {' '.join(args)}: {message or f'exit {done.returncode}'}")
+    return done.stdout
+
+
+def source_digest(package_dir: Path) -> str:
+    """A digest of the package's Python sources outside `testing/` (names and contents),
+    to tell whether two copies are the same code."""
+    digest = hashlib.sha256()
+    for path in sorted(package_dir.rglob("*.py")):
+        relative = path.relative_to(package_dir)
+        if relative.parts[0] == "testing":
+            continue
+        digest.update(relative.as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
+def absolute_self_imports(package_dir: Path, name: str = PACKAGE) -> list[str]:
+    """`file:line` of every absolute import of `name` in the package outside `testing/`."""
+    found: list[str] = []
+    for path in sorted(package_dir.rglob("*.py")):
+        relative = path.relative_to(package_dir)
+        if relative.parts[0] == "testing":
+            continue
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                modules = [node.module]
+            else:
+                continue
+            if any(m == name or m.startswith(name + ".") for m in modules):
+                found.append(f"{relative.as_posix()}:{node.lineno}")
+    return found
+
+
+@dataclass
+class Baseline:
+    """A previous revision of `resilient_mcp`, imported as `BASELINE_NAME`."""
+
+    rev: str  # as asked for
+    commit: str  # the full commit id it resolved to
+    subject: str  # that commit's subject line
+    module: ModuleType
+    origin: Path  # the baseline package's __init__.py
+    digest: str  # source_digest of the baseline package
+    tmpdir: Path
+    _closed: bool = field(default=False, repr=False)
+
+    def close(self) -> None:
+        """Remove the temporary directory (the module stays imported; nothing may be
+        lazily imported from it afterwards)."""
+        if not self._closed:
+            self._closed = True
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+
+def load_baseline(repo: Path, rev: str) -> Baseline:
+    """Materialise `rev`'s `resilient_mcp/` and import it as `resilient_mcp_baseline`."""
+    if BASELINE_NAME in sys.modules:
+        raise BaselineError(f"{BASELINE_NAME} is already imported")
+    commit = _git(repo, "rev-parse", "--verify", "--end-of-options", f"{rev}^{{commit}}")
+    commit_id = commit.decode().strip()
+    subject = _git(repo, "log", "-1", "--format=%s", commit_id).decode().strip()
+    tmpdir = Path(tempfile.mkdtemp(prefix="bench-baseline-"))
+
+    def cleanup() -> None:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+    atexit.register(cleanup)
+    try:
+        module, package_dir = _materialise(repo, rev, commit_id, tmpdir)
+    except BaseException:
+        cleanup()
+        atexit.unregister(cleanup)
+        raise
+    baseline = Baseline(
+        rev=rev,
+        commit=commit_id,
+        subject=subject,
+        module=module,
+        origin=Path(module.__file__ or package_dir / "__init__.py"),
+        digest=source_digest(package_dir),
+        tmpdir=tmpdir,
+    )
+    atexit.unregister(cleanup)
+    atexit.register(baseline.close)
+    return baseline
+
+
+def _materialise(repo: Path, rev: str, commit_id: str, tmpdir: Path) -> tuple[ModuleType, Path]:
+    """Extract `commit_id`'s package into `tmpdir` under the baseline name; import it."""
+    archive = _git(repo, "archive", "--format=tar", commit_id, PACKAGE)
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(tmpdir, filter="data")
+    extracted = tmpdir / PACKAGE
+    if not (extracted / "__init__.py").is_file():
+        raise BaselineError(f"{rev} ({commit_id[:12]}) has no {PACKAGE}/__init__.py")
+    package_dir = tmpdir / BASELINE_NAME
+    extracted.rename(package_dir)
+    bad = absolute_self_imports(package_dir)
+    if bad:
+        raise BaselineError(
+            f"{rev}: absolute imports of {PACKAGE} would load the current code instead: "
+            + ", ".join(bad)
+        )
+    return _import(package_dir), package_dir
+
+
+def _import(package_dir: Path) -> ModuleType:
+    before = {name for name in sys.modules if name.split(".")[0] == PACKAGE}
+    spec = importlib.util.spec_from_file_location(
+        BASELINE_NAME,
+        package_dir / "__init__.py",
+        submodule_search_locations=[str(package_dir)],
+    )
+    if spec is None or spec.loader is None:
+        raise BaselineError(f"cannot make an import spec for {package_dir}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[BASELINE_NAME] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        for name in [n for n in sys.modules if n.split(".")[0] == BASELINE_NAME]:
+            del sys.modules[name]
+        raise
+    strays = [
+        f"{name} ({getattr(mod, '__file__', None)})"
+        for name, mod in list(sys.modules.items())
+        if name.split(".")[0] == BASELINE_NAME
+        and getattr(mod, "__file__", None) is not None
+        and not Path(mod.__file__ or "").resolve().is_relative_to(package_dir.resolve())
+    ]
+    new_current = {n for n in sys.modules if n.split(".")[0] == PACKAGE} - before
+    if strays or new_current:
+        raise BaselineError(
+            "the baseline package mixes in other code: "
+            + ", ".join(strays + sorted(f"imported {n}" for n in new_current))
+        )
+    return module
+
+
+def working_tree_state(repo: Path) -> str:
+    """`HEAD`'s short id, plus ", uncommitted changes" if `resilient_mcp/` differs from it."""
+    head = _git(repo, "rev-parse", "--short=12", "HEAD").decode().strip()
+    dirty = _git(repo, "status", "--porcelain", "--", PACKAGE).decode().strip()
+    return f"{head}, uncommitted changes in {PACKAGE}/" if dirty else head
