@@ -17,8 +17,11 @@ module materialises REV's package and imports it under another top-level name:
    imported any new `resilient_mcp` module.
 
 `Baseline.close()` removes the directory; it is idempotent, registered with `atexit`,
-and the benchmark also calls it from `finally` and from its watchdog (which exits with
-`os._exit`, skipping both).
+and the benchmark also calls it from `finally`, from its watchdog (which exits with
+`os._exit`, skipping both) and on SIGTERM (turned into `SystemExit` while it runs).
+
+Also here: `describe_origins` (which files each side was imported from, and whether
+they are the same code) and `judge`, the noise rule of the "ours / baseline" lines.
 """
 
 from __future__ import annotations
@@ -29,10 +32,12 @@ import hashlib
 import importlib.util
 import io
 import shutil
+import statistics
 import subprocess
 import sys
 import tarfile
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -180,9 +185,12 @@ def _import(package_dir: Path) -> ModuleType:
     sys.modules[BASELINE_NAME] = module
     try:
         spec.loader.exec_module(module)
-    except BaseException:
+    except BaseException as exc:
         for name in [n for n in sys.modules if n.split(".")[0] == BASELINE_NAME]:
             del sys.modules[name]
+        if isinstance(exc, Exception):
+            message = f"importing it failed: {type(exc).__name__}: {exc}"
+            raise BaselineError(message) from exc
         raise
     strays = [
         f"{name} ({getattr(mod, '__file__', None)})"
@@ -205,3 +213,73 @@ def working_tree_state(repo: Path) -> str:
     head = _git(repo, "rev-parse", "--short=12", "HEAD").decode().strip()
     dirty = _git(repo, "status", "--porcelain", "--", PACKAGE).decode().strip()
     return f"{head}, uncommitted changes in {PACKAGE}/" if dirty else head
+
+
+def describe_origins(repo: Path, baseline: Baseline) -> list[str]:
+    """Where each measured package comes from (ours: whatever `import resilient_mcp`
+    gives, the working tree), and a note if both are the same code."""
+    try:
+        ours_file = importlib.import_module(PACKAGE).__file__
+    except ImportError:
+        ours_file = None
+    lines = []
+    ours_digest = None
+    if ours_file is None:
+        lines.append(f"ours:     {PACKAGE} cannot be imported")
+    else:
+        ours_digest = source_digest(Path(ours_file).parent)
+        lines.append(f"ours:     {ours_file} ({working_tree_state(repo)}; sources {ours_digest})")
+    lines.append(
+        f"baseline: {baseline.origin} ({baseline.rev} = {baseline.commit[:12]} "
+        f'"{baseline.subject}"; sources {baseline.digest}; removed at exit)'
+    )
+    if ours_digest == baseline.digest:
+        lines.append(
+            "note: ours and the baseline have identical sources: this run compares the "
+            "code with itself (an A/A run: the ratios show the noise)"
+        )
+    return lines
+
+
+# --------------------------------------------------------------------------------------
+# The noise rule of the "ours / baseline" lines
+# --------------------------------------------------------------------------------------
+
+
+def relative_spread(samples: Sequence[float]) -> float:
+    """How much a contender's samples vary, relative to their median: the interquartile
+    range over the median (with fewer than four samples, half the range over it)."""
+    if len(samples) < 2:
+        return 0.0
+    middle = statistics.median(samples)
+    if middle == 0:
+        return 0.0
+    if len(samples) >= 4:
+        q1, _, q3 = statistics.quantiles(samples, n=4, method="inclusive")
+        return (q3 - q1) / middle
+    return (max(samples) - min(samples)) / (2 * middle)
+
+
+def judge(
+    ratio: float | None, ours: Sequence[float], base: Sequence[float], higher_is_better: bool
+) -> tuple[float, str, bool | None]:
+    """The noise, the verdict and whether it is a regression (None: cannot tell) for
+    `ratio` = median(ours) / median(base).
+
+    The noise rule: two medians of the same code, measured in one run, differ by chance
+    up to the larger relative spread of the two contenders' samples (`relative_spread`).
+    A ratio worse than 1.00 by more than that noise is a REGRESSION, better by more than
+    that "no regression (better)", anything in between "no regression" (within noise).
+    With fewer than two samples on either side there is no spread to judge by.
+    """
+    noise = max(relative_spread(ours), relative_spread(base))
+    if ratio is None:
+        return noise, "n/a", None  # one of the two failed (the error is under the table)
+    if min(len(ours), len(base)) < 2:
+        return noise, "cannot tell (one sample)", None
+    worse = (1 / ratio if higher_is_better else ratio) - 1  # > 0: ours is worse
+    if worse > noise:
+        return noise, "REGRESSION", True
+    if -worse > noise:
+        return noise, "no regression (better)", False
+    return noise, "no regression", False

@@ -41,17 +41,18 @@ import itertools
 import json
 import os
 import platform
+import signal
 import statistics
 import sys
 import threading
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, suppress
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from types import ModuleType
+from types import FrameType, ModuleType
 from typing import Any, cast
 
 import httpx
@@ -67,9 +68,9 @@ if str(HERE) not in sys.path:
 from _baseline import (  # noqa: E402
     Baseline,
     BaselineError,
+    describe_origins,
+    judge,
     load_baseline,
-    source_digest,
-    working_tree_state,
 )
 
 from tests.peers.launcher import McpPeer, launch_mcp_peer  # noqa: E402
@@ -116,6 +117,12 @@ COLUMNS: dict[str, str] = {
     BASELINE_LEGACY_SHARED: "base legacy+shared",
 }
 ALL_KEYS: list[str] = list(COLUMNS)
+BASELINE_KEYS: tuple[str, ...] = (
+    BASELINE,
+    BASELINE_SHARED,
+    BASELINE_LEGACY,
+    BASELINE_LEGACY_SHARED,
+)
 ONLY_A: tuple[str, ...] = (  # (a) only
     SEED,
     RESILIENT_SHARED,
@@ -637,19 +644,21 @@ async def _raw_discover(http: httpx.AsyncClient, url: str, version: str) -> dict
     return result if isinstance(result, dict) else {}
 
 
-async def wire_check(url: str, results: Results) -> None:
-    """Log the requests of a few untimed resilient-mcp connects, on URLs of their own
-    (so the timed contenders start with a cold detection cache):
+async def wire_check(
+    url: str, results: Results, module: ModuleType, label: str = "resilient"
+) -> None:
+    """Log the requests of a few untimed connects of `module` (`resilient_mcp`, or the
+    baseline's copy), on URLs of their own (so the timed contenders start with a cold
+    detection cache). Only the public `connect` is used, through `resilient_connect`,
+    so it works with either API generation and wherever the version keeps its cache
+    (`_detect` before the layered core, `_detection` since):
 
     - two era="auto" connects in a row: does the second still send `server/discover`?
     - one era="legacy" connect;
     - an era="legacy" connect, then an era="auto" one to the same URL: does "auto"
       still reach the modern era, or did the legacy connect's cache entry decide it?
     """
-    try:
-        module: Any = importlib.import_module("resilient_mcp")
-    except ImportError:
-        return
+    prefix = f"wire-{label}"  # URLs of its own, apart from any other module's
     log: list[str] = []
 
     async def hook(request: httpx.Request) -> None:
@@ -674,11 +683,11 @@ async def wire_check(url: str, results: Results) -> None:
         def show(requests: list[str]) -> str:
             return ", ".join(requests) or "nothing"
 
-        auto_url = tagged_url(url, "wire-auto")
+        auto_url = tagged_url(url, f"{prefix}-auto")
         v1, first = await one(auto_url, "auto")
         v2, second = await one(auto_url, "auto")
-        results.wire.append(f"resilient era='auto', 1st connect to a URL ({v1}): {show(first)}")
-        results.wire.append(f"resilient era='auto', 2nd connect to the URL ({v2}): {show(second)}")
+        results.wire.append(f"{label} era='auto', 1st connect to a URL ({v1}): {show(first)}")
+        results.wire.append(f"{label} era='auto', 2nd connect to the URL ({v2}): {show(second)}")
         if "POST server/discover" in second:
             hint = ""
             if era(v2) == "modern" and v2 is not None:
@@ -697,21 +706,21 @@ async def wire_check(url: str, results: Results) -> None:
                 "  -> the detection cache spared the 2nd connect its server/discover: only "
                 "the first connect to a URL in a process pays for it"
             )
-        v3, legacy = await one(tagged_url(url, "wire-legacy"), "legacy")
-        results.wire.append(f"resilient era='legacy' ({v3}): {show(legacy)}")
-        mixed_url = tagged_url(url, "wire-mixed")
+        v3, legacy = await one(tagged_url(url, f"{prefix}-legacy"), "legacy")
+        results.wire.append(f"{label} era='legacy' ({v3}): {show(legacy)}")
+        mixed_url = tagged_url(url, f"{prefix}-mixed")
         await one(mixed_url, "legacy")
         v4, mixed = await one(mixed_url, "auto")
         results.wire.append(
-            f"resilient era='auto' after an era='legacy' connect to the same URL ({v4}): "
+            f"{label} era='auto' after an era='legacy' connect to the same URL ({v4}): "
             f"{show(mixed)}"
         )
         if v1 is not None and era(v1) == "modern" and era(v4) != "modern":
             results.wire_warnings.append(
-                "WARNING: resilient-mcp: an era='legacy' connect makes later era='auto' "
-                f"connects to the same URL speak {v4} (the per-URL detection cache records "
-                "'legacy' for a forced era); the benchmark gives its legacy contenders "
-                "their own URL (?" + "=".join(LEGACY_URL_TAG) + ") to measure each era"
+                f"WARNING: {label} ({module.__name__}): an era='legacy' connect makes later "
+                f"era='auto' connects to the same URL speak {v4} (the per-URL detection "
+                "cache records 'legacy' for a forced era); the benchmark gives its legacy "
+                "contenders URLs of their own (?bench=...) to measure each era"
             )
 
 
@@ -958,59 +967,45 @@ BASELINE_PAIRS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def relative_spread(samples: Sequence[float]) -> float:
-    """How much a contender's samples vary, relative to their median: the interquartile
-    range over the median (with fewer than four samples, half the range over it)."""
-    if len(samples) < 2:
-        return 0.0
-    middle = statistics.median(samples)
-    if middle == 0:
-        return 0.0
-    if len(samples) >= 4:
-        q1, _, q3 = statistics.quantiles(samples, n=4, method="inclusive")
-        return (q3 - q1) / middle
-    return (max(samples) - min(samples)) / (2 * middle)
-
-
 def baseline_comparisons(results: Results) -> dict[str, dict[str, Any]]:
-    """ "ours / baseline" per figure and pair, with a verdict.
-
-    The noise rule: the two medians differ by chance up to the larger relative spread of
-    the two contenders' samples (`relative_spread`). A ratio that is worse than 1 by
-    more than that is a REGRESSION, better by more than that is "better", anything in
-    between is "no regression" (within noise). Lower is better for (a), (b), (d);
-    higher for (c).
-    """
+    """ "ours / baseline" per figure and pair, judged by the noise rule of
+    `_baseline.judge` (lower is better for (a), (b), (d); higher for (c))."""
     out: dict[str, dict[str, Any]] = {}
     for fig in FIGURES:
         higher = fig == "c"
         for label, ours, base in BASELINE_PAIRS:
-            mine, theirs = results.get(fig, ours), results.get(fig, base)
-            ratio = _ratio(mine, theirs)
-            if ratio is None:
-                continue
+            if fig != "a" and ours in ONLY_A:
+                continue  # the shared-httpx variants are measured for (a) only
+            ratio = _ratio(results.get(fig, ours), results.get(fig, base))
             samples = results.samples.get(fig, {})
             mine_s, theirs_s = samples.get(ours, []), samples.get(base, [])
-            noise = max(relative_spread(mine_s), relative_spread(theirs_s))
-            worse = (1 / ratio if higher else ratio) - 1  # > 0: ours is worse
-            if min(len(mine_s), len(theirs_s)) < 2:
-                verdict = "one sample: cannot tell"
-            elif worse > noise:
-                verdict = "REGRESSION"
-            elif -worse > noise:
-                verdict = "better"
-            else:
-                verdict = "no regression"
+            noise, verdict, regression = judge(ratio, mine_s, theirs_s, higher)
             out[f"{fig}_{label.replace(', ', '_').replace(' ', '_')}"] = {
                 "figure": fig,
                 "label": f"ours / baseline, {label}",
                 "ratio": ratio,
                 "noise": noise,
                 "verdict": verdict,
+                "regression": regression,
+                "higher_is_better": higher,
+                "n": [len(mine_s), len(theirs_s)],
                 "ours": ours,
                 "baseline": base,
             }
     return out
+
+
+def baseline_summary(rows: dict[str, dict[str, Any]]) -> str:
+    """One line: no regression on any figure, or which lines regressed or cannot tell."""
+    regressed = [name for name, row in rows.items() if row["regression"] is True]
+    unknown = [name for name, row in rows.items() if row["regression"] is None]
+    if regressed:
+        return "ours vs baseline: REGRESSION in " + ", ".join(regressed)
+    if unknown:
+        return (
+            f"ours vs baseline: no regression where measurable; cannot tell: {', '.join(unknown)}"
+        )
+    return f"ours vs baseline: no regression on any figure ({len(rows)} lines)"
 
 
 def render_baseline(results: Results) -> list[str]:
@@ -1018,12 +1013,19 @@ def render_baseline(results: Results) -> list[str]:
     if not rows:
         return []
     label_w = max(len(row["label"]) for row in rows.values())
-    lines = ["", "against the baseline (noise = the larger relative spread of the two):"]
+    lines = [
+        "",
+        "ours / baseline (medians; noise = the larger relative spread of the two "
+        "contenders' samples; (c) higher is better, the others lower):",
+    ]
     for row in rows.values():
+        ratio = row["ratio"]
+        shown = "n/a" if ratio is None else f"{ratio:.2f}x"
         lines.append(
-            f"({row['figure']}) {row['label']:<{label_w}} {row['ratio']:>6.2f}x   "
+            f"({row['figure']}) {row['label']:<{label_w}} {shown:>7}   "
             f"noise ±{row['noise'] * 100:4.1f}%   {row['verdict']}"
         )
+    lines.append(baseline_summary(rows))
     return lines
 
 
@@ -1143,10 +1145,16 @@ async def run(
             await _bounded(warm.delete())
 
         print("wire check (untimed) ...", file=sys.stderr)
-        try:
-            await wire_check(url, results)
-        except Exception as exc:
-            results.wire.append(f"wire check failed: {type(exc).__name__}: {exc}"[:300])
+        wired: list[tuple[str, ModuleType]] = []
+        with suppress(ImportError):
+            wired.append(("resilient", importlib.import_module("resilient_mcp")))
+        if baseline is not None:
+            wired.append(("baseline", baseline.module))
+        for label, module in wired:
+            try:
+                await wire_check(url, results, module, label)
+            except Exception as exc:
+                results.wire.append(f"{label} wire check failed: {type(exc).__name__}: {exc}"[:300])
         print(f"(a) connect->call->close x{settings.connect_n} ...", file=sys.stderr)
         await measure_connect(contenders, settings, results)
         session_contenders = [c for c in contenders if c.key not in ONLY_A]
@@ -1168,19 +1176,28 @@ async def run(
     return keys
 
 
-def _hard_stop(peer_box: list[McpPeer], seconds: float) -> threading.Timer:
-    """A watchdog outside the event loop: if everything wedges, stop the server and exit."""
+def _hard_stop(
+    peer_box: list[McpPeer], seconds: float, cleanups: Sequence[Callable[[], None]] = ()
+) -> threading.Timer:
+    """A watchdog outside the event loop: if everything wedges, stop the server, run
+    `cleanups` (`os._exit` skips `finally` and `atexit`) and exit."""
 
     def fire() -> None:
         print(f"bench: hard timeout after {seconds:.0f} s; aborting", file=sys.stderr)
         for peer in peer_box:
             peer.stop(timeout=2.0)
+        for cleanup in cleanups:
+            cleanup()
         os._exit(3)
 
     timer = threading.Timer(seconds, fire)
     timer.daemon = True
     timer.start()
     return timer
+
+
+def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1195,21 +1212,33 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     baseline: Baseline | None = None
+    origins: list[str] = []
     if args.baseline:
         try:
             baseline = load_baseline(ROOT, args.baseline)
+            origins = describe_origins(ROOT, baseline)
         except BaselineError as exc:
+            if baseline is not None:
+                baseline.close()
             print(f"bench: --baseline {args.baseline}: {exc}", file=sys.stderr)
             return 2
+        for line in origins:
+            print(line, file=sys.stderr)
     settings = Settings.quick() if args.quick else Settings.full()
     overall = args.timeout or settings.overall_timeout
 
     results = Results()
     load_before = _loadavg()
     peer_box: list[McpPeer] = []
-    watchdog = _hard_stop(peer_box, overall + 15.0)
+    cleanups = [baseline.close] if baseline is not None else []
+    watchdog = _hard_stop(peer_box, overall + 15.0, cleanups)
+    previous_sigterm = None
+    if baseline is not None:
+        # The default SIGTERM ends the process without `finally` or `atexit`; make it an
+        # orderly exit so the server is stopped and the baseline's directory removed.
+        previous_sigterm = signal.signal(signal.SIGTERM, _exit_on_signal)
     started = time.perf_counter()
-    keys: list[str] = list(ALL_KEYS)
+    keys = [k for k in ALL_KEYS if baseline is not None or k not in BASELINE_KEYS]
     status = 0
     try:
         peer = launch_mcp_peer(stateless=False, json_response=False)
@@ -1233,6 +1262,7 @@ def main(argv: list[str] | None = None) -> int:
         watchdog.cancel()
         if baseline is not None:
             baseline.close()
+            signal.signal(signal.SIGTERM, previous_sigterm or signal.SIG_DFL)
 
     elapsed = time.perf_counter() - started
     versions = _versions()
@@ -1248,12 +1278,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{settings.concurrency} callers x {settings.throughput_calls} calls "
         f"x {settings.throughput_reps}; fastmcp {versions['fastmcp']}"
     )
-    if baseline is not None:
-        print(
-            f"ours: {working_tree_state(ROOT)} (sources {source_digest(ROOT / 'resilient_mcp')});"
-            f' baseline: {baseline.commit[:12]} "{baseline.subject}" (sources '
-            f"{baseline.digest}, loaded from {baseline.origin.parent})"
-        )
+    for line in origins:
+        print(line)
     load_after = _loadavg()
     cpus = os.cpu_count() or 1
     # Only the load before counts: the run itself keeps ~2 processes busy.
@@ -1300,8 +1326,10 @@ def main(argv: list[str] | None = None) -> int:
                     "commit": baseline.commit,
                     "subject": baseline.subject,
                     "digest": baseline.digest,
-                    "ours": working_tree_state(ROOT),
-                    "comparisons": baseline_comparisons(results),
+                    "origin": str(baseline.origin),
+                    "origins": origins,
+                    "comparisons": (rows := baseline_comparisons(results)),
+                    "summary": baseline_summary(rows),
                 }
                 if baseline is not None
                 else None
