@@ -144,33 +144,16 @@ class Calls:
             # Kept: the modern era sends the level with every request instead.
             level = params.get("level")
             self._host.wishes.log_level = level if isinstance(level, str) else None
-        safe = idempotent or method in SAFE_METHODS
         policy = retry or self._retry
-
-        async def send(params: Mapping[str, Any] | None) -> Any:
-            generation = self._host.generation
-            try:
-                return await self._attempt(method, params, deadline, progress, 1)
-            except (GateFailure, MCPError) as caught:
-                return await recover(params, caught, generation)
-
-        async def recover(
-            params: Mapping[str, Any] | None, caught: GateFailure | MCPError, generation: int
-        ) -> Any:
-            recovery = self._recovery(method, params, deadline, safe=safe, policy=policy)
-            return await recovery.after(
-                caught,
-                generation,
-                lambda attempt: self._attempt(method, params, deadline, progress, attempt),
-            )
-
-        # (The first send written out: the common call succeeds at once, and builds no
-        # recovery, nor one more coroutine frame, for it.)
+        # The first send written out: the common call succeeds at once, and builds no
+        # recovery (nor closure, nor coroutine frame) for it.
         generation = self._host.generation
         try:
             result = await self._attempt(method, params, deadline, progress, 1)
         except (GateFailure, MCPError) as caught:
-            result = await recover(params, caught, generation)
+            result = await self._recover(
+                caught, generation, method, params, deadline, progress, idempotent, policy
+            )
         uri = (params or {}).get("uri")
         if method == "resources/subscribe" and isinstance(uri, str):
             self._host.wishes.subscriptions.add(uri)  # renewed on every new session (legacy era)
@@ -178,16 +161,46 @@ class Calls:
             self._host.wishes.subscriptions.discard(uri)
         if not isinstance(result, Mapping) or "resultType" not in result:
             return result  # complete (the legacy era's results never say otherwise)
+
+        async def resend(params: Mapping[str, Any] | None) -> Any:
+            generation = self._host.generation
+            try:
+                return await self._attempt(method, params, deadline, progress, 1)
+            except (GateFailure, MCPError) as caught:
+                return await self._recover(
+                    caught, generation, method, params, deadline, progress, idempotent, policy
+                )
+
         return await finish(
             result,
             method=method,
             params=params,
-            resend=send,
+            resend=resend,
             deadline=deadline,
             handlers=self._handlers,
             max_rounds=self._limits.max_input_rounds,
             policy=policy,
             log=self._host.log,
+        )
+
+    async def _recover(
+        self,
+        caught: GateFailure | MCPError,
+        generation: int,
+        method: str,
+        params: Mapping[str, Any] | None,
+        deadline: Deadline,
+        progress: ProgressCallback | None,
+        idempotent: bool,
+        policy: RetryPolicy,
+    ) -> Any:
+        """Go on from a first attempt that failed (see :class:`~._recovery.Recovery`)."""
+        safe = idempotent or method in SAFE_METHODS
+        recovery = self._recovery(method, params, deadline, safe=safe, policy=policy)
+        return await recovery.after(
+            caught,
+            generation,
+            lambda attempt: self._attempt(method, params, deadline, progress, attempt),
         )
 
     def _recovery(

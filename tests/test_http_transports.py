@@ -345,8 +345,8 @@ class TestAdmission(Mocked):
     """An answered stream frees its caller and its slot; answers to the server never queue."""
 
     async def test_a_server_that_keeps_answered_streams_open_is_not_waited_for(self) -> None:
-        """Its first answered stream gets the grace, then is closed; later ones at once.
-        None of it holds the only admission slot, and none waits for the server."""
+        """Its first answered stream gets the grace, then is closed; later ones at once,
+        so the only admission slot is free again for the next send."""
         release = anyio.Event()
         self.post(side_effect=lambda request: sse(event(ANSWER), release))
         log = Log()
