@@ -41,6 +41,7 @@ import itertools
 import json
 import os
 import platform
+import random
 import signal
 import statistics
 import sys
@@ -71,6 +72,7 @@ from _baseline import (  # noqa: E402
     describe_origins,
     judge,
     load_baseline,
+    load_working_copy,
 )
 
 from tests.peers.launcher import McpPeer, launch_mcp_peer  # noqa: E402
@@ -171,6 +173,14 @@ RESILIENT_KEYS: dict[tuple[bool, str, bool], str] = {
     (True, "legacy", True): BASELINE_LEGACY_SHARED,
 }
 
+# (label, ours, baseline): the pairs "ours / baseline" compares, same era, same setup.
+BASELINE_PAIRS: tuple[tuple[str, str, str], ...] = (
+    ("modern", RESILIENT, BASELINE),
+    ("modern, shared httpx", RESILIENT_SHARED, BASELINE_SHARED),
+    ("legacy", RESILIENT_LEGACY, BASELINE_LEGACY),
+    ("legacy, shared httpx", RESILIENT_LEGACY_SHARED, BASELINE_LEGACY_SHARED),
+)
+
 # resilient-mcp remembers each endpoint's era process-wide (`resilient_mcp._detection`),
 # keyed by URL. If a forced era="legacy" connect recorded "legacy" there (as the client
 # did until 2026-11-23), later era="auto" connects to the same URL would skip the probe
@@ -260,6 +270,9 @@ class Results:
     values: dict[str, dict[str, float]] = field(default_factory=dict)
     # figure -> contender -> raw samples
     samples: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    # (a) with --baseline: ours -> ours / baseline, one ratio per round, the two run
+    # back to back (a paired measurement: both met the same neighbours)
+    paired: dict[str, list[float]] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
     # contender -> negotiated protocol version (the last session's)
@@ -590,9 +603,11 @@ class ResilientClient(ClientContender):
         http: httpx.AsyncClient | None,
         era_mode: str,
         baseline: Baseline | None = None,
+        ours: Baseline | None = None,
     ) -> None:
+        copy = baseline or ours  # with --baseline, both sides are copies loaded alike
         self.module: ModuleType = (
-            baseline.module if baseline is not None else importlib.import_module("resilient_mcp")
+            copy.module if copy is not None else importlib.import_module("resilient_mcp")
         )
         self.baseline = baseline
         self.era_mode = era_mode
@@ -740,12 +755,28 @@ async def measure_connect(
     """(a): round-robin over contenders so drift hits everyone alike."""
     samples: dict[str, list[float]] = {c.key: [] for c in contenders}
     alive = list(contenders)
+    shuffler = random.Random(20261202)  # seeded: the same orders in every run
+    by_key = {c.key: c for c in contenders}
+    partner = {
+        by_key[ours]: by_key[base]
+        for _, ours, base in BASELINE_PAIRS
+        if ours in by_key and base in by_key
+    }
+    units = [[c, partner[c]] if c in partner else [c] for c in contenders]
+    units = [unit for unit in units if unit[0] not in partner.values()]
     for i in range(settings.connect_warmup + settings.connect_n):
-        # Rotate the order every round: a contender that leaves work behind on the
-        # server (sessions torn down asynchronously, streams closing) must not always
-        # slow down the same neighbour.
-        shift = i % max(1, len(alive))
-        for contender in alive[shift:] + alive[:shift]:
+        # A new order every round: a contender that leaves work behind on the server
+        # (sessions torn down asynchronously, streams closing) must not always slow
+        # down the same neighbour. Ours and its baseline run back to back, in a random
+        # order of the two, so that both meet the same neighbours: their ratio is
+        # taken per round. (Rotating one fixed order kept each contender's neighbours:
+        # an A/A run of identical code then measured one copy 5-11 % slower.)
+        shuffler.shuffle(units)
+        order = []
+        for unit in units:
+            order.extend(shuffler.sample(unit, len(unit)))
+        took: dict[str, float] = {}
+        for contender in order:
             if contender not in alive:
                 continue
             start = time.perf_counter()
@@ -756,6 +787,7 @@ async def measure_connect(
                 alive.remove(contender)
                 continue
             elapsed = time.perf_counter() - start
+            took[contender.key] = elapsed
             if i >= settings.connect_warmup:
                 samples[contender.key].append(elapsed * 1000.0)
             try:
@@ -763,6 +795,11 @@ async def measure_connect(
             except Exception as exc:
                 results.fail(contender.key, "(a) cleanup", exc)
                 alive.remove(contender)
+        if i >= settings.connect_warmup:
+            for ours, base in partner.items():
+                if ours.key in took and base.key in took:
+                    ratio = took[ours.key] / took[base.key]
+                    results.paired.setdefault(ours.key, []).append(ratio)
     for key, values in samples.items():
         if values:
             results.put("a", key, values)
@@ -958,15 +995,6 @@ def ratios(results: Results) -> dict[str, dict[str, Any]]:
     return out
 
 
-# (label, ours, baseline): the pairs "ours / baseline" compares, same era, same setup.
-BASELINE_PAIRS: tuple[tuple[str, str, str], ...] = (
-    ("modern", RESILIENT, BASELINE),
-    ("modern, shared httpx", RESILIENT_SHARED, BASELINE_SHARED),
-    ("legacy", RESILIENT_LEGACY, BASELINE_LEGACY),
-    ("legacy, shared httpx", RESILIENT_LEGACY_SHARED, BASELINE_LEGACY_SHARED),
-)
-
-
 def baseline_comparisons(results: Results) -> dict[str, dict[str, Any]]:
     """ "ours / baseline" per figure and pair, judged by the noise rule of
     `_baseline.judge` (lower is better for (a), (b), (d); higher for (c))."""
@@ -979,6 +1007,12 @@ def baseline_comparisons(results: Results) -> dict[str, dict[str, Any]]:
             ratio = _ratio(results.get(fig, ours), results.get(fig, base))
             samples = results.samples.get(fig, {})
             mine_s, theirs_s = samples.get(ours, []), samples.get(base, [])
+            paired = results.paired.get(ours, []) if fig == "a" else []
+            if paired:
+                # Paired rounds: the median of the per-round ratios, judged by their
+                # own spread (the pair's shared neighbours cancel out).
+                ratio = statistics.median(paired)
+                mine_s, theirs_s = paired, [1.0] * len(paired)
             noise, verdict, regression = judge(ratio, mine_s, theirs_s, higher)
             out[f"{fig}_{label.replace(', ', '_').replace(' ', '_')}"] = {
                 "figure": fig,
@@ -1107,7 +1141,11 @@ def _versions() -> dict[str, str]:
 
 
 async def run(
-    url: str, settings: Settings, results: Results, baseline: Baseline | None = None
+    url: str,
+    settings: Settings,
+    results: Results,
+    baseline: Baseline | None = None,
+    ours: Baseline | None = None,
 ) -> list[str]:
     limits = httpx.Limits(
         max_connections=max(100, settings.concurrency * 2),
@@ -1127,8 +1165,8 @@ async def run(
                 results.fail(key, "import", exc)
         try:
             for era_mode in ("auto", "legacy"):
-                contenders.append(ResilientClient(url, None, era_mode))
-                contenders.append(ResilientClient(url, shared_http, era_mode))
+                contenders.append(ResilientClient(url, None, era_mode, ours=ours))
+                contenders.append(ResilientClient(url, shared_http, era_mode, ours=ours))
         except (ImportError, AttributeError) as exc:
             for key in (RESILIENT, RESILIENT_SHARED, RESILIENT_LEGACY, RESILIENT_LEGACY_SHARED):
                 results.fail(key, "import", exc)
@@ -1146,8 +1184,11 @@ async def run(
 
         print("wire check (untimed) ...", file=sys.stderr)
         wired: list[tuple[str, ModuleType]] = []
-        with suppress(ImportError):
-            wired.append(("resilient", importlib.import_module("resilient_mcp")))
+        if ours is not None:
+            wired.append(("resilient", ours.module))
+        else:
+            with suppress(ImportError):
+                wired.append(("resilient", importlib.import_module("resilient_mcp")))
         if baseline is not None:
             wired.append(("baseline", baseline.module))
         for label, module in wired:
@@ -1212,14 +1253,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     baseline: Baseline | None = None
+    ours: Baseline | None = None
     origins: list[str] = []
     if args.baseline:
         try:
             baseline = load_baseline(ROOT, args.baseline)
-            origins = describe_origins(ROOT, baseline)
+            ours = load_working_copy(ROOT)
+            origins = describe_origins(ours, baseline)
         except BaselineError as exc:
-            if baseline is not None:
-                baseline.close()
+            for copy in (baseline, ours):
+                if copy is not None:
+                    copy.close()
             print(f"bench: --baseline {args.baseline}: {exc}", file=sys.stderr)
             return 2
         for line in origins:
@@ -1230,7 +1274,7 @@ def main(argv: list[str] | None = None) -> int:
     results = Results()
     load_before = _loadavg()
     peer_box: list[McpPeer] = []
-    cleanups = [baseline.close] if baseline is not None else []
+    cleanups = [copy.close for copy in (baseline, ours) if copy is not None]
     watchdog = _hard_stop(peer_box, overall + 15.0, cleanups)
     previous_sigterm = None
     if baseline is not None:
@@ -1247,7 +1291,7 @@ def main(argv: list[str] | None = None) -> int:
 
             async def bounded_run() -> list[str]:
                 async with asyncio.timeout(overall):
-                    return await run(peer.url, settings, results, baseline)
+                    return await run(peer.url, settings, results, baseline, ours)
 
             keys = asyncio.run(bounded_run())
         except TimeoutError:
@@ -1260,8 +1304,10 @@ def main(argv: list[str] | None = None) -> int:
             peer.stop()
     finally:
         watchdog.cancel()
+        for copy in (baseline, ours):
+            if copy is not None:
+                copy.close()
         if baseline is not None:
-            baseline.close()
             signal.signal(signal.SIGTERM, previous_sigterm or signal.SIG_DFL)
 
     elapsed = time.perf_counter() - started
@@ -1319,6 +1365,7 @@ def main(argv: list[str] | None = None) -> int:
             "units": {"a": "ms", "b": "ms", "c": "calls/s", "d": "ms CPU/call"},
             "medians": results.values,
             "samples": results.samples,
+            "paired_ratios_a": results.paired,
             "ratios": ratios(results),
             "baseline": (
                 {
