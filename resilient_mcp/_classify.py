@@ -72,6 +72,15 @@ _SESSION_GONE_PHRASES = (
     "session is closed",
 )
 
+# The session ended while our request was in flight, so the request may have run
+# (its response never came): mcp 2.3 Streamable HTTP, JSON response mode, answers
+# HTTP 500 -32603 with the first; mcp 1.x (read from 1.26's source) 500 -32600 with the
+# second. Checked before the "session gone" phrases: unlike a 404, it may have run.
+_SESSION_ENDED_IN_FLIGHT_PHRASES = (
+    "session terminated before the request completed",  # mcp 2.3
+    "error processing request: no response received",  # mcp 1.x
+)
+
 # rmcp <= 1.3: a request that overtakes `notifications/initialized` kills the session and
 # that POST gets a 500 text/plain "Encounter an error when ...". Every later request: 404.
 _RMCP_SESSION_KILLED = "encounter an error when"
@@ -122,6 +131,8 @@ def classify_rpc_error(error: Mapping[str, Any], ctx: FailureContext) -> MCPErro
     shown = message or f"JSON-RPC error {code}"
 
     # Explicit wording wins over codes: servers disagree on codes, not on these phrases.
+    if _has(text, _SESSION_ENDED_IN_FLIGHT_PHRASES):
+        return SessionLost(shown, execution=Execution.MAYBE, **kw)
     if _has(text, _SESSION_GONE_PHRASES) or _has(data_text, _SESSION_GONE_PHRASES):
         # A 400 "No valid session ID provided" to a request that carried no id is the
         # server asking for a handshake we have not done, not a lost session.

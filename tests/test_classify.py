@@ -117,6 +117,13 @@ def check(err: MCPError, expect: Expect, context: FailureContext) -> None:
 # --- in-band JSON-RPC errors (stdio, SSE `message` events, HTTP 200) ---------------------
 
 RPC_CASES = [
+    # The session ended with the request in flight: never NOT_EXECUTED, whatever the code.
+    pytest.param(
+        {"code": -32603, "message": "Session terminated before the request completed"},
+        ctx("tools/call"),
+        Expect(SessionLost, MAYBE),
+        id="python-sdk-2.3-32603-session-terminated-in-flight",
+    ),
     # Early requests.
     pytest.param(
         PY_GENERIC,
@@ -349,6 +356,41 @@ def test_classify_rpc_error(error: dict[str, Any], context: FailureContext, expe
 # --- HTTP responses without a result for our request ------------------------------------
 
 HTTP_CASES = [
+    # A session that ended with our request in flight: it may have run.
+    pytest.param(
+        500,
+        JSON,
+        rpc_body(
+            {"code": -32603, "message": "Session terminated before the request completed"}, None
+        ),
+        ctx("tools/call"),
+        None,
+        Expect(SessionLost, MAYBE, message_contains="session terminated"),
+        id="python-sdk-2.3-500-32603-session-terminated-in-flight",
+    ),
+    pytest.param(
+        500,
+        JSON,
+        rpc_body(
+            {"code": -32603, "message": "Session terminated before the request completed"}, None
+        ),
+        ctx("tools/list", ready=False),
+        None,
+        Expect(SessionLost, MAYBE),
+        id="python-sdk-2.3-500-session-terminated-during-handshake",
+    ),
+    pytest.param(
+        500,
+        JSON,
+        rpc_body(
+            {"code": -32600, "message": "Error processing request: No response received"},
+            "server-error",
+        ),
+        ctx("tools/call"),
+        None,
+        Expect(SessionLost, MAYBE, message_contains="no response received"),
+        id="python-sdk-1x-500-32600-no-response-received",
+    ),
     # Early requests.
     pytest.param(
         400,

@@ -4,8 +4,9 @@
 `initialize`, stateful sessions); ``era="modern"`` the handshake-free protocol 2026-07-28
 (per-request `_meta`, `server/discover`, `input_required`, `subscriptions/listen`), and
 ``era="dual"`` both, as the mcp 2.3 server does. By default it is as strict as the
-Python SDK: requests processed before
-``notifications/initialized`` get ``-32602 "Invalid request parameters"``.
+Python SDK: requests processed before their session's ``initialize`` get
+``-32602 "Invalid request parameters"`` (profiles whose real server gates on
+``notifications/initialized`` gate on that instead).
 ``profile=`` reproduces another real server's answers to early requests and missing
 or gone sessions (`PROFILES`), and ``chaos=Chaos(...)`` injects seeded faults: session
 expiry, 429/503 with ``Retry-After``, cut response streams (resumable with

@@ -15,7 +15,7 @@ SERVER_NAME: Final = "resilient-mcp-strict"
 SERVER_TITLE: Final = "resilient-mcp strict test server"
 INSTRUCTIONS: Final = (
     "A strict MCP test server. Like the Python SDK, it answers every request other than "
-    "ping that is processed before notifications/initialized with -32602 "
+    "ping that is processed before its session's initialize with -32602 "
     "'Invalid request parameters'."
 )
 

@@ -184,6 +184,12 @@ class LegacyProtocol:
             return self._dialect.gate_unknown
         return True
 
+    def is_early(self, session: Session, method: str) -> bool:
+        """Whether `method`, processed now on `session`, meets the profile's gate closed."""
+        dialect = self._dialect
+        opened = session.initialized if dialect.gate_on == "initialized" else session.accepted
+        return not opened and self.gated(method)
+
     def accept_initialize(
         self, message: JSON, existing: Session | None
     ) -> tuple[Session | None, JSON]:

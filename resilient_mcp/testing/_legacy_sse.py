@@ -148,9 +148,11 @@ class LegacySse:
             _, response = protocol.accept_initialize(message, session)
             # Unlike Streamable HTTP, a refused initialize takes the delay too.
             await protocol.initialize_work()
+            if "error" not in response:
+                session.accept()
             await session.send_standalone(response)
             return
-        early = not session.initialized and protocol.gated(message["method"])
+        early = protocol.is_early(session, message["method"])
         if early:
             self._parts.state.stats.early_requests += 1
         outcome = await protocol.run_request(session, message, None, early=early)

@@ -34,7 +34,15 @@ DEFAULT_PROFILE: Final[Profile] = "python-sdk-2"
 _JSON: Final = "application/json"
 _TEXT: Final = "text/plain; charset=utf-8"
 
-# How a profile treats a request that is processed before `notifications/initialized`:
+# What opens a profile's early-request gate (read from each server's source):
+# "initialize":  the `initialize` result: Python SDK >= 1.18 (ServerSession sets
+#                Initialized right after responding; mcp 2.x `initialize_accepted`),
+#                go-sdk (`state.InitializeParams != nil`), the TypeScript transport
+#                (`_initialized` is set by the initialize POST itself).
+# "initialized": processing `notifications/initialized` (rmcp <= 1.3, Java, LSP-style).
+GateOn = Literal["initialize", "initialized"]
+
+# How a profile treats a request that is processed before its gate opens:
 # "in-band": a JSON-RPC error in an HTTP 200 answer; the session survives.
 # "http":    an HTTP error status (`early_answer`); the session survives.
 # "kill":    an HTTP error status (`early_answer`) and the session dies.
@@ -106,6 +114,15 @@ class Dialect:
     missing: MissingMode = "answer"
     missing_answer: HttpAnswer = _GENERIC_MISSING
     gone: HttpAnswer = _GENERIC_GONE
+    gate_on: GateOn = "initialize"
+    """What opens the gate: the `initialize` result or `notifications/initialized`."""
+    ack_first: bool = False
+    """Streamable HTTP: a POST of notifications gets its 202 before the notification is
+    processed (Python SDK `_handle_post_request`, go-sdk), rather than after it
+    (TypeScript: `onmessage` runs before the 202 is returned)."""
+    terminated: HttpAnswer | None = None
+    """JSON response mode: what a request gets whose session ends while it is in flight
+    (it may have run). None: the mcp 2.3 answer (`_TERMINATED`)."""
     header_versions: tuple[str, ...] | None = None
     """Servers that check the `MCP-Protocol-Version` header of every POST before they
     look at sessions (Go): the versions they accept. None: no such early check."""
@@ -113,21 +130,49 @@ class Dialect:
     """What those servers answer a POST whose header names another version, e.g. the
     modern probe's ``2026-07-28``."""
 
+    @property
+    def terminated_answer(self) -> HttpAnswer:
+        return _TERMINATED if self.terminated is None else self.terminated
+
     def early_error(self, method: str) -> tuple[int, str, Any]:
         return self.early_code, self.early_message.replace("{method}", method), self.early_data
 
+
+# mcp 2.3 `_handle_post_request`, JSON mode: the request's stream closed without a
+# response because the session was terminated (DELETE, idle timeout, shutdown).
+_TERMINATED: Final = HttpAnswer.json(
+    500,
+    {
+        "jsonrpc": "2.0",
+        "id": None,
+        "error": {"code": -32603, "message": "Session terminated before the request completed"},
+    },
+)
 
 _PYTHON_2: Final = Dialect(
     name="python-sdk-2",
     early="in-band",
     gate_unknown=False,
     missing="discarded",
+    ack_first=True,
+    terminated=_TERMINATED,
 )
 
 _PYTHON_1: Final = Dialect(
     name="python-sdk",
     early="in-band",
     unknown_as_invalid_params=True,
+    ack_first=True,
+    # mcp 1.26 JSON mode: the request stream ends without a response, so the
+    # `async for` falls through to "No response received" (default code -32600).
+    terminated=HttpAnswer.json(
+        500,
+        {
+            "jsonrpc": "2.0",
+            "id": "server-error",
+            "error": {"code": -32600, "message": "Error processing request: No response received"},
+        },
+    ),
     missing="trap",
     missing_answer=HttpAnswer.json(
         400,
@@ -142,6 +187,7 @@ _PYTHON_1: Final = Dialect(
 _RMCP_LEGACY: Final = Dialect(
     name="rmcp-legacy",
     early="kill",
+    gate_on="initialized",
     gate_ping=True,
     early_answer=HttpAnswer.text(
         500, "Encounter an error when get session: Session error: Session service terminated"
@@ -196,6 +242,8 @@ _GO: Final = Dialect(
     early_message='method "{method}" is invalid during session initialization',
     early_data=None,
     missing="temporary",
+    # streamableServerConn.servePOST: notifications go to the connection, then 202.
+    ack_first=True,
     # Go's http.Error: text/plain, nosniff, and a trailing newline.
     gone=HttpAnswer.text(404, "session not found\n"),
     # go-sdk <= v1.6 StreamableHTTPHandler.ServeHTTP: after the session lookup, before a
@@ -209,7 +257,7 @@ _GO: Final = Dialect(
     ),
 )
 
-_JAVA: Final = Dialect(name="java", early="hold")
+_JAVA: Final = Dialect(name="java", early="hold", gate_on="initialized")
 
 _LSP: Final = Dialect(
     name="lsp-style",
@@ -217,15 +265,18 @@ _LSP: Final = Dialect(
     early_code=-32002,
     early_message="Server not initialized",
     early_data=None,
+    gate_on="initialized",
 )
 
-_LENIENT: Final = Dialect(name="lenient", early="serve")
+# Generic (no real source): serves everything, counting what beats `initialized`.
+_LENIENT: Final = Dialect(name="lenient", early="serve", gate_on="initialized")
 
 # Legacy HTTP+SSE: the early answer travels as an SSE `message` event; the HTTP layer
 # is handled separately (202 before queueing, 202-then-silence for dead sessions).
 _PYTHON_SSE: Final = Dialect(
     name="python-sdk-sse",
     early="in-band",
+    ack_first=True,
     unknown_as_invalid_params=True,
     missing_answer=HttpAnswer.text(400, "session_id is required"),
     gone=HttpAnswer.text(404, "Could not find session"),

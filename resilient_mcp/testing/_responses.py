@@ -29,7 +29,7 @@ from resilient_mcp.testing._asgi import (
 from resilient_mcp.testing._catalog import JSON
 from resilient_mcp.testing._config import ServerConfig
 from resilient_mcp.testing._events import EventKind, EventLog
-from resilient_mcp.testing._jsonrpc import INTERNAL_ERROR, dumps, error
+from resilient_mcp.testing._jsonrpc import dumps
 from resilient_mcp.testing._legacy import Emit
 from resilient_mcp.testing._state import ServerState, Session
 
@@ -140,11 +140,15 @@ class Responder:
             if session is not None and session.dropped:
                 await cut_json(send, b"", session_headers(session_id))
                 return
-            await send_json(
+            # The session ended with the request in flight (it may have run): mcp 2.3
+            # answers 500 -32603 "Session terminated before the request completed".
+            answer = self._config.dialect.terminated_answer
+            await send_body(
                 send,
-                500,
-                error(None, INTERNAL_ERROR, "Session terminated before the request completed"),
-                session_id,
+                answer.status,
+                answer.body,
+                content_type=answer.content_type,
+                headers=session_headers(session_id),
             )
         elif drop is not None:
             # The work is done; the client never gets to know.

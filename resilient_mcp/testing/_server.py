@@ -63,12 +63,13 @@ class StrictServer:
 
     In the legacy era (the default) it speaks protocol 2025-11-25 (and accepts
     2025-06-18 and 2025-03-26) at the endpoint `/mcp` and issues `Mcp-Session-Id` on
-    `initialize`. How it treats a
-    request processed before the session's `notifications/initialized` has been
-    processed, a POST without a session and a session that is gone depends on
-    `profile`; the default, ``"python-sdk-2"``, answers early requests with the
-    in-band error ``{"code": -32602, "message": "Invalid request parameters",
-    "data": ""}`` like the Python SDK. `PROFILES` lists every profile and
+    `initialize`. What opens a session's early-request gate (the `initialize` result,
+    as in the Python SDK >= 1.18, go-sdk and the TypeScript transport, or
+    `notifications/initialized`, as in rmcp <= 1.3, Java and LSP-style servers), how
+    a request processed before that is treated, a POST without a session and a session
+    that is gone depend on `profile`; the default, ``"python-sdk-2"`` (mcp 2.3), answers
+    early requests with the in-band error ``{"code": -32602, "message": "Invalid
+    request parameters", "data": ""}``. `PROFILES` lists every profile and
     docs/testing.md what each one sends.
 
     With ``era="modern"`` it speaks the handshake-free protocol 2026-07-28 instead (no
@@ -95,7 +96,8 @@ class StrictServer:
       with `text/event-stream` (priming event, then `event: message` events).
     - `get_stream`: offer the standalone GET SSE stream; False answers GET with 405.
     - `handshake_delay`: seconds of simulated work before `notifications/initialized`
-      marks the session ready; its 202 is sent only afterwards.
+      marks the session ready. The Python SDK and go-sdk profiles send its 202 first
+      and process it afterwards, as the real servers do; the others only afterwards.
     - `initialize_delay`: seconds of simulated work before the `initialize` result.
     - `extra_tools`: number of filler tools `tool_0000`, `tool_0001`, ... to add.
     - `page_size`: page length of every `*/list` method (None: no pagination).

@@ -53,6 +53,8 @@ class Session:
     protocol_version: str
     client_capabilities: JSON
     initialized: bool = False
+    accepted: bool = False
+    """The `initialize` result was produced (the gate of most real servers)."""
     ready: anyio.Event = field(default_factory=anyio.Event)
     """Set once `initialized` is (or when the session ends)."""
     created: float = field(default_factory=time.monotonic)
@@ -79,11 +81,19 @@ class Session:
     def mark_initialized(self) -> None:
         """The handshake is complete: wake the requests held until it is."""
         self.initialized = True
+        # A bare `initialized` opens the gate too (mcp 2.x `initialize_accepted`).
+        self.accepted = True
         self.ready.set()
+
+    def accept(self) -> None:
+        """The `initialize` result was produced."""
+        self.accepted = True
 
     def reset_handshake(self) -> None:
         """Re-initializing: the session is not ready again until `initialized`."""
         self.initialized = False
+        # `accepted` stays: the real servers process a re-initialize inline, so no
+        # request ever meets their `initialize` gate closed again.
         if self.ready.is_set():
             self.ready = anyio.Event()
 

@@ -25,10 +25,10 @@ class ServerStats:
     initialized_notifications: int = 0
     """`notifications/initialized` received."""
     early_requests: int = 0
-    """Requests processed before their session's `notifications/initialized` had been
-    processed, whatever the profile did with them (an in-band error, an HTTP error,
-    killing the session, holding the request, or, with `lenient`, serving it). A
-    correct client keeps this at 0 under every profile."""
+    """Requests processed before their session's gate opened (the `initialize` result
+    or `notifications/initialized`, by profile), whatever the profile did with them
+    (an in-band error, an HTTP error, killing the session, holding the request, or,
+    with `lenient`, serving it). A correct client keeps this at 0 under every profile."""
     tool_calls: Counter[str] = field(default_factory=Counter)
     """Tool executions by tool name: only calls that passed the handshake gate and
     argument validation, i.e. the tool really ran. A call is counted once, when it

@@ -179,15 +179,27 @@ class StreamableHttp:
             await self._on_request(session, message, receive, send, fate)
 
     async def _acknowledge_notification(self, session: Session, message: JSON, send: Send) -> None:
-        """Process a client notification, then answer its POST with 202.
+        """Answer a POST of a client notification with 202, in the profile's order.
 
-        The order matters for `notifications/initialized`: it is processed first
-        (`handshake_delay`, then the session is ready) and the 202 goes out afterwards,
-        so a client that has seen the 202 finds the session ready. This is the one
-        place that decides that order for every Streamable HTTP profile.
+        `ack_first` (the Python SDK, go-sdk): the 202 goes out first and the
+        notification is processed after it, as the real `_handle_post_request` writes
+        the message to the session only after answering. So `handshake_delay` runs
+        after the 202, and a request POSTed on seeing it can be processed before
+        `initialized` is (it meets the gate open: those servers gate on `initialize`).
+        Otherwise (TypeScript) it is processed first and the 202 follows.
         """
-        await self._protocol.on_notification(session, message)
+        if not self._dialect.ack_first:
+            await self._protocol.on_notification(session, message)
+            await send_json(send, 202, None, session.id)
+            return
         await send_json(send, 202, None, session.id)
+        background = self._parts.state.background
+        if background is None:
+            # No lifespan task group: process it here, after the complete response.
+            await self._protocol.on_notification(session, message)
+        else:
+            # Like the SDK's session task: processing is not the HTTP request's.
+            background.start_soon(self._protocol.on_notification, session, message)
 
     async def _initialize(
         self, message: JSON, existing: Session | None, receive: Receive, send: Send
@@ -198,6 +210,8 @@ class StreamableHttp:
         async def answer(_: object) -> JSON:
             if not refused:
                 await self._protocol.initialize_work()
+                assert session is not None  # an accepted initialize has a session
+                session.accept()
             return response
 
         await self._responder.respond(receive, send, session, answer)
@@ -246,7 +260,7 @@ class StreamableHttp:
             await self._answer_gone(send)
             return
         dialect = self._dialect
-        early = not session.initialized and self._protocol.gated(method)
+        early = self._protocol.is_early(session, method)
         if early:
             self._parts.state.stats.early_requests += 1
             if dialect.early in ("http", "kill"):
