@@ -22,7 +22,7 @@ from resilient_mcp._log import default_logger
 from resilient_mcp._recovery import MAX_NOT_RUN_RETRIES, Recovery
 from resilient_mcp._stats import SessionStats
 
-from .test_recovery import URL, Rule, SessionServer, rpc_error
+from .test_recovery import URL, Rule, SessionServer, rpc, rpc_error
 
 pytestmark = pytest.mark.anyio
 
@@ -233,3 +233,71 @@ class TestSessionEndedWhileRunning:
         assert sends == [1, 2]
         assert renews == [(1, "SessionLost")]
 
+
+class TestSafetyFromAnnotations:
+    """Without a prior listing, the annotations are fetched on the failure path only."""
+
+    @staticmethod
+    def drop_after_executing(message: dict[str, Any], srv: SessionServer) -> httpx.Response | None:
+        if message["method"] == "tools/call":
+            name = message["params"]["name"]
+            srv.executed[name] = srv.executed.get(name, 0) + 1
+            if srv.executed[name] == 1:
+                raise httpx.ReadError("connection reset after the request was processed")
+            return rpc(message, {"content": [{"type": "text", "text": f"ran {name}"}]})
+        return None
+
+    async def test_annotated_idempotent_tool_never_listed_is_resent(self) -> None:
+        server = SessionServer(self.drop_after_executing)
+        async with (
+            server.client() as http,
+            resilient_mcp.connect(resilient_mcp.HTTPServer(URL, http_client=http)) as client,
+        ):
+            assert (await client.call_tool("set_value")).text == "ran set_value"
+        assert server.executed == {"set_value": 2}
+        assert server.count("tools/list") == 1
+
+    async def test_not_annotated_tool_raises_fate_unknown_and_ran_once(self) -> None:
+        server = SessionServer(self.drop_after_executing)
+        async with (
+            server.client() as http,
+            resilient_mcp.connect(resilient_mcp.HTTPServer(URL, http_client=http)) as client,
+        ):
+            with pytest.raises(FateUnknown):
+                await client.call_tool("increment")
+        assert server.executed == {"increment": 1}
+        assert server.count("tools/list") == 1
+
+    async def test_caller_said_not_idempotent_fetches_nothing(self) -> None:
+        server = SessionServer(self.drop_after_executing)
+        async with (
+            server.client() as http,
+            resilient_mcp.connect(resilient_mcp.HTTPServer(URL, http_client=http)) as client,
+        ):
+            with pytest.raises(FateUnknown):
+                await client.call_tool("set_value", idempotent=False)
+        assert server.executed == {"set_value": 1}
+        assert server.count("tools/list") == 0
+
+    async def test_no_tools_list_on_the_happy_path(self) -> None:
+        server = SessionServer()
+        async with (
+            server.client() as http,
+            resilient_mcp.connect(resilient_mcp.HTTPServer(URL, http_client=http)) as client,
+        ):
+            for _ in range(3):
+                await client.call_tool("set_value")
+        methods = [m.get("method") for m in server.received if m.get("method") != "server/discover"]
+        assert methods == ["initialize", "notifications/initialized"] + ["tools/call"] * 3
+
+    async def test_the_cached_list_is_dropped_on_a_new_session(self) -> None:
+        server = SessionServer(self.drop_after_executing)
+        async with (
+            server.client() as http,
+            resilient_mcp.connect(resilient_mcp.HTTPServer(URL, http_client=http)) as client,
+        ):
+            await client.list_tools()
+            server.kill_all()
+            await client.ping()  # recovers: a new session
+            await client.list_tools()
+        assert server.count("tools/list") == 2
