@@ -6,16 +6,25 @@ of a list). :mod:`._client` gives them the session, its calls and the tool cache
 from __future__ import annotations
 
 import abc
+import dataclasses
 from collections.abc import Mapping
 from typing import Any, TypeVar, get_args
 
+import anyio
 import pydantic
 
 from ._calls import Calls
 from ._catalog import Catalog
 from ._config import USE_CLIENT_DEFAULT, UseClientDefault
 from ._deadline import Deadline
-from ._exceptions import Execution, MalformedMessage, ServerError, UsageError
+from ._exceptions import (
+    Execution,
+    FateUnknown,
+    MalformedMessage,
+    MCPError,
+    ServerError,
+    UsageError,
+)
 from ._handlers import ProgressCallback
 from ._log import Logger
 from ._retry import RetryPolicy
@@ -41,6 +50,8 @@ Timeout = float | UseClientDefault | None
 
 # A server that never ends its pagination must not spin us for ever.
 _MAX_PAGES = 10_000
+# The longest the failure-path tools/list (to learn a tool's annotations) may take.
+_ANNOTATIONS_WITHIN = 5.0
 # 2026-07-28: a routing header (Mcp-Name, Mcp-Param-*) disagreed with the body.
 _HEADER_MISMATCH = -32020
 
@@ -138,6 +149,7 @@ class MCPMethods(abc.ABC):
 
     async def _tools(self, timeout: Timeout | Deadline) -> list[Tool]:
         self._check_open()  # a closed client refuses, even with the list cached
+        self._catalog.for_session(self._session.generation)
         return await self._catalog.tools(
             lambda: self._list(Tool, "tools/list", "tools", timeout),
             modern=lambda: self._session.era == "modern",
@@ -163,9 +175,10 @@ class MCPMethods(abc.ABC):
         At most once: after a failure that leaves unknown whether the tool ran (the
         connection dropped after sending, a 5xx), the call is repeated only if it is
         idempotent: ``idempotent=True``, or (when ``idempotent`` is left ``None``) the
-        listed tool is annotated ``readOnlyHint`` or ``idempotentHint``. Failures that
-        prove it did not run (not initialized, session lost, refused connection, 429/503)
-        are always retried, on a new session if needed.
+        tool is annotated ``readOnlyHint`` or ``idempotentHint``; if the tool was not in
+        the cached list, the list is fetched then, on that failure path only. Failures
+        that prove it did not run (not initialized, session lost, refused connection,
+        429/503) are retried until the deadline, on a new session if needed.
 
         Raises:
             InvalidParams: the server refused the name or the arguments (the Python SDK
@@ -174,6 +187,9 @@ class MCPMethods(abc.ABC):
             FateUnknown: the call may have run and was not repeated.
         """
         params: dict[str, Any] = {"name": name, "arguments": dict(arguments or {})}
+        self._catalog.for_session(self._session.generation)
+        # Unknown: not told by the caller, and the tool is not in the cached list.
+        unknown = idempotent is None and not self._catalog.knows(name)
         if idempotent is None:
             idempotent = self._catalog.annotated_idempotent(name)
         deadline = self._calls.deadline(timeout, retry)
@@ -190,6 +206,17 @@ class MCPMethods(abc.ABC):
                     idempotent=idempotent,
                 )
                 break
+            except FateUnknown:
+                policy = retry or self._calls.policy
+                if not unknown or policy.attempts <= 1:
+                    raise  # known not idempotent, or the caller allowed no re-send
+                if not await self._learned_idempotent(name, deadline):
+                    raise
+                # The server annotates it readOnlyHint/idempotentHint: a re-send is
+                # harmless. It counts as the first re-send of the policy's attempts.
+                self._log.info("tool.annotations_fetched", tool=name, idempotent=True)
+                unknown, idempotent = False, True
+                retry = dataclasses.replace(policy, attempts=policy.attempts - 1)
             except ServerError as exc:
                 if relisted or exc.code != _HEADER_MISMATCH or self._session.era != "modern":
                     raise
@@ -203,6 +230,20 @@ class MCPMethods(abc.ABC):
         if not result.isError:
             self._catalog.check_output(name, result, self.session_id)
         return result
+
+    async def _learned_idempotent(self, name: str, deadline: Deadline) -> bool:
+        """After a call of ``name`` failed with an unknown fate: fetch the tool list (on
+        this failure path only, within the call's deadline) and read its annotations.
+        A list that cannot be fetched teaches nothing: the call stays at most once."""
+        # A server that just failed a call may not answer at all: the fetch must not eat
+        # the call's whole deadline before the caller hears FateUnknown.
+        within = Deadline.after(min(deadline.at - anyio.current_time(), _ANNOTATIONS_WITHIN))
+        try:
+            await self._tools(within)
+        except MCPError as exc:
+            self._log.info("tool.annotations_unavailable", tool=name, error=repr(exc))
+            return False
+        return self._catalog.annotated_idempotent(name)
 
     async def list_resources(self, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> list[Resource]:
         """All resources, following every pagination cursor."""

@@ -78,6 +78,11 @@ class Calls:
         self._retry = retry
         self._last_activity = 0.0
 
+    @property
+    def policy(self) -> RetryPolicy:
+        """The client's retry policy (a call's own replaces it)."""
+        return self._retry
+
     async def establish(self) -> None:
         """Wait for a ready session, retrying a handshake that failed on a transient error.
 

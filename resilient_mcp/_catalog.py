@@ -1,10 +1,12 @@
 """The client's tool list: fetched once, cached, and what calls learn from it.
 
-The list is cached (a burst of first calls fetches it once) and dropped when the server
-sends ``notifications/tools/list_changed``. Calls read three things from it: whether a
-tool is annotated read-only or idempotent (safe to repeat), its ``x-mcp-header``
+The list is cached per session (a burst of first calls fetches it once) and dropped when
+the server sends ``notifications/tools/list_changed`` or a new handshake replaces the
+session (a new session may serve other tools). Calls read three things from it: whether
+a tool is annotated read-only or idempotent (safe to repeat), its ``x-mcp-header``
 annotations (the modern era's ``Mcp-Param-*`` headers), and its ``outputSchema`` (to
-check ``structuredContent``). A call never fetches the list behind your back.
+check ``structuredContent``). A successful call never fetches the list behind your back;
+only a tool call whose fate is unknown does, to learn whether it may be re-sent.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class Catalog:
         self._param_specs: dict[str, tuple[ParamHeader, ...]] = {}
         # Bumped by every invalidation: a fetch that overlapped one is not cached.
         self._version = 0
+        self._generation: int | None = None  # the session the cached list came from
         self._lock = anyio.Lock()
 
     @property
@@ -41,6 +44,16 @@ class Catalog:
     def invalidate(self) -> None:
         self._tools = None
         self._version += 1
+
+    def for_session(self, generation: int) -> None:
+        """Drop a list cached on an earlier session (a re-handshake replaced it)."""
+        if self._generation is not None and self._generation != generation:
+            self.invalidate()
+        self._generation = generation
+
+    def knows(self, name: str) -> bool:
+        """Whether the cached list has the tool (so its annotations are known)."""
+        return self._tools is not None and name in self._tools
 
     def on_notification(self, method: str, params: Mapping[str, Any]) -> None:
         if method == "notifications/tools/list_changed":

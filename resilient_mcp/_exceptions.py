@@ -178,9 +178,18 @@ class TransportError(MCPError):
 
 
 class ConnectError(TransportError):
-    """The server could not be reached; the request was never sent."""
+    """The server could not be reached; the request was never sent.
+
+    Attributes:
+        permanent: the transport knows no retry can reach it (a stdio server that exited
+            and is not restarted), so it is not retried until the deadline.
+    """
 
     default_execution = Execution.NOT_EXECUTED
+
+    def __init__(self, message: str, *, permanent: bool = False, **context: Any) -> None:
+        super().__init__(message, **context)
+        self.permanent = permanent
 
 
 class ConnectionLost(TransportError):

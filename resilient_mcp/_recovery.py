@@ -7,9 +7,18 @@ tried already). The answer is one :class:`Action`:
 
 - ``RETRY``: send it again on this session, after a backoff (``RetryPolicy``);
 - ``RENEW``: the session is lost or not initialized: one new handshake (shared by every
-  caller that finds the same), then send it again: no backoff, no attempt used up;
+  caller that finds the same), then send it again;
 - ``FAIL``: raise, with the verdict the error carries (a side-effecting tool call whose
   fate is unknown becomes :class:`~resilient_mcp.FateUnknown`).
+
+Two budgets bound the retries, because the failures differ in what a retry risks. A
+failure that certainly did not run (``NOT_EXECUTED``, or the call never left the gate)
+costs nothing to repeat: it is retried with backoff until the call's deadline (and at
+most :data:`MAX_NOT_RUN_RETRIES` times, for calls without one). A failure that *may*
+have run is re-sent only if that is harmless, and at most ``RetryPolicy.attempts``
+sends in all. Lost sessions are followed (:data:`MAX_SESSION_FOLLOWS`), the first one
+at once, the next ones after a backoff, so that a server losing every session is not
+hammered with handshakes.
 
 This module is also the one place that says what an *outage* is (:func:`is_outage`):
 a failure that tells nothing about the server's era or transport.
@@ -76,6 +85,18 @@ SAFE_METHODS = frozenset(
 # reaches it; the call's deadline usually ends things first.
 MAX_SESSION_FOLLOWS = 32
 
+# Retries of failures that certainly did not run, per call. The deadline ends them
+# first with a finite timeout (60 s by default); this bounds a call made with
+# ``timeout=None``: with the default waits (doubling from 0.05 s up to 2 s), about 50 s
+# of a server refusing every attempt.
+MAX_NOT_RUN_RETRIES = 30
+
+# The Python SDK's ambiguous -32602 right after a handshake usually means our
+# ``notifications/initialized`` is still queued on the server: retry on the same session
+# this often (with the policy's first, short backoffs) before one new handshake; if that
+# does not settle it, it is a real bad argument. About 0.15 s of waiting in all.
+AMBIGUOUS_SAME_SESSION = 2
+
 
 class Action(enum.Enum):
     """What to do about one failed attempt."""
@@ -111,8 +132,9 @@ class Situation:
     """It never went out: the handshake it waited for failed."""
     modern: bool = False
     """The session speaks the modern era."""
-    tried: frozenset[str] = frozenset()
-    """One-time remedies already used by this call (``"ambiguous"``, ``"version"``)."""
+    tried: tuple[str, ...] = ()
+    """Remedies already used by this call, once per use (``"ambiguous"``, ``"version"``,
+    ``"ambiguous-wait"``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +146,9 @@ class Decision:
     action: Action
     why: str
     remedy: str | None = None
-    """A one-time remedy this row uses up (its name goes into ``Situation.tried``)."""
+    """A remedy this row uses up (its name goes into ``Situation.tried``)."""
+    renews: bool = False
+    """A ``FAIL`` that still starts a new handshake: the session is gone either way."""
 
 
 def _not_executed_or_safe(error: MCPError, situation: Situation) -> bool:
@@ -134,15 +158,35 @@ def _not_executed_or_safe(error: MCPError, situation: Situation) -> bool:
 DECISIONS: tuple[Decision, ...] = (
     Decision(
         SessionError,
-        lambda error, s: True,
+        _not_executed_or_safe,
         Action.RENEW,
-        "not initialized, or session lost: it certainly did not run; a new session fixes it",
+        "not initialized, or session lost: it did not run (or is harmless to repeat); "
+        "a new session fixes it",
+    ),
+    Decision(
+        SessionError,
+        lambda error, s: True,
+        Action.FAIL,
+        "the session ended while the request ran (mcp 2.3's 500 -32603): it may have run, "
+        "so it is not repeated; the session is renewed for the next call all the same",
+        renews=True,
+    ),
+    Decision(
+        InvalidParams,
+        lambda error, s: (
+            error.may_be_not_initialized
+            and s.tried.count("ambiguous-wait") < AMBIGUOUS_SAME_SESSION
+        ),
+        Action.RETRY,
+        "the Python SDK's ambiguous -32602: our `initialized` is probably still queued on "
+        "the server; the same session again, after a short backoff",
+        remedy="ambiguous-wait",
     ),
     Decision(
         InvalidParams,
         lambda error, s: error.may_be_not_initialized and "ambiguous" not in s.tried,
         Action.RENEW,
-        "the Python SDK's ambiguous -32602: one new handshake settles it, then it is real",
+        "the ambiguous -32602 persists: one new handshake settles it, then it is real",
         remedy="ambiguous",
     ),
     Decision(
@@ -159,6 +203,12 @@ DECISIONS: tuple[Decision, ...] = (
         Action.RETRY,
         "the handshake failed on its way (its `initialized` hit a 503, a dropped "
         "connection): the call never went out, and a new handshake may work",
+    ),
+    Decision(
+        ConnectError,
+        lambda error, s: error.permanent,
+        Action.FAIL,
+        "the transport knows nothing can reach the server (a stdio server not restarted)",
     ),
     Decision(
         (ConnectError, ConnectionLost, ServerUnavailable),
@@ -233,9 +283,11 @@ class Recovery:
         self._generation = generation
         self._modern = modern
         self._handshake = handshake
-        self._tried: frozenset[str] = frozenset()
-        self._failures = 0  # failures of the server (not of the session): they use up attempts
+        self._tried: tuple[str, ...] = ()
+        self._failures = 0  # failures that may have run: they use up attempts
+        self._not_run = 0  # retries of failures that certainly did not run
         self._follows = 0  # lost sessions followed to the next
+        self._past_deadline: float | None = None  # a Retry-After that outlasts the deadline
         self._sends = 1  # sends so far
         self._at_generation = 0
         self._delay = 0.0
@@ -292,6 +344,12 @@ class Recovery:
                     return await again()
         except (GateFailure, MCPError) as caught:
             error = caught.error if isinstance(caught, GateFailure) else caught
+            if self._past_deadline is not None and error is self._last:
+                error.message = (
+                    f"{error.message}; the server asked to wait {self._past_deadline:g} s "
+                    "(Retry-After), beyond the call's deadline"
+                )
+                error.args = (error.message,)
             final = error if self._in_gate else self._final(error)
             raise final from (error.__cause__ if final is error else error)
         raise AssertionError("unreachable: tenacity ends with a result or an exception")
@@ -313,25 +371,49 @@ class Recovery:
             ),
         )
         if row is not None and row.remedy is not None:
-            self._tried |= {row.remedy}
+            self._tried += (row.remedy,)
         action = row.action if row is not None else Action.FAIL
         if action is Action.RENEW and in_gate:
             # The handshake itself failed: the next one is a retry like any other.
             action = Action.RETRY
+        # Certainly not run (or never sent: parked in the gate): repeating costs nothing,
+        # so only the deadline bounds it. connect()'s own handshake has no call deadline
+        # and keeps its attempts (its caller decides what a down server means).
+        not_run = not self._handshake and (in_gate or error.execution is Execution.NOT_EXECUTED)
+        retry_after: float | None = getattr(error, "retry_after", None)
+        exhausted = False
         if action is Action.RENEW:
-            # The session was lost, not the request: follow it to the next one (the
-            # shared handshake is the wait).
+            # The session was lost, not the request: follow it to the next one. The shared
+            # handshake is the wait the first time; a server that loses session after
+            # session gets backoff too, not a hot loop of handshakes.
             self._renew(self._at_generation, type(error).__name__)
             self._follows += 1
             exhausted = self._follows > MAX_SESSION_FOLLOWS
-            self._delay = 0.0
+            self._delay = 0.0 if self._follows == 1 else self._policy.backoff(self._follows - 1)
+            if not not_run:  # it may have run (a safe request): a send of the budget
+                self._failures += 1
+                exhausted = exhausted or self._failures >= self._policy.attempts
+        elif action is Action.RETRY and row is not None and row.remedy == "ambiguous-wait":
+            # Bounded by AMBIGUOUS_SAME_SESSION (the row): short waits, no budget used.
+            self._delay = self._policy.backoff(self._tried.count("ambiguous-wait"))
+        elif action is Action.RETRY and not_run:
+            self._not_run += 1
+            exhausted = self._not_run > MAX_NOT_RUN_RETRIES
+            self._delay = self._policy.backoff(self._not_run, retry_after)
         elif action is Action.RETRY:
             self._failures += 1
             exhausted = self._failures >= self._policy.attempts
-            self._delay = self._policy.backoff(self._failures, getattr(error, "retry_after", None))
+            self._delay = self._policy.backoff(self._failures, retry_after)
         else:
             exhausted = True
-        self._give_up = exhausted or anyio.current_time() + self._delay >= self._deadline.at
+            if row is not None and row.renews and not in_gate:
+                self._renew(self._at_generation, type(error).__name__)
+        now = anyio.current_time()
+        self._give_up = exhausted or now + self._delay >= self._deadline.at
+        # The server's own wait outlasts the call: it fails now, and says so.
+        self._past_deadline = None
+        if not exhausted and retry_after is not None and now + retry_after >= self._deadline.at:
+            self._past_deadline = retry_after
         self._last = error
         return not self._give_up
 
@@ -359,7 +441,9 @@ class Recovery:
             self._method == "tools/call"
             and not self._safe
             and error.execution is Execution.MAYBE
-            and isinstance(error, ConnectionLost | ServerUnavailable | HTTPStatusError)
+            and isinstance(
+                error, ConnectionLost | ServerUnavailable | HTTPStatusError | SessionError
+            )
         ):
             # At most once: it may have run, so it is not repeated; say so distinctly.
             return FateUnknown(

@@ -59,7 +59,11 @@ class RetryPolicy:
     """How a failed request is retried (only when that is safe; see docs/recovery.md).
 
     Attributes:
-        attempts: tries in all, the first included (1 = never retry).
+        attempts: sends in all, the first included, of a request that *may* have run
+            and is harmless to repeat (a read, an idempotent tool; 1 = never re-send
+            such a one). Failures that certainly did not run (429/503, a refused
+            connection, a lost or uninitialized session, a failed handshake) do not use
+            it up: they are retried with backoff until the call's deadline.
         timeout: an overall deadline in seconds for all attempts and waits together, on
             top of the call's own timeout (``None``: the call's timeout alone).
         wait_initial: first backoff delay; it doubles with every retry...

@@ -12,6 +12,7 @@ import pytest
 
 import resilient_mcp
 from resilient_mcp import Execution, RetryPolicy
+from resilient_mcp._recovery import MAX_NOT_RUN_RETRIES
 
 pytestmark = pytest.mark.anyio
 
@@ -186,7 +187,9 @@ class TestCoordinatedRecovery:
 class TestGenuineErrorsAreNotRetriedForever:
     """Real errors reach the caller; the ambiguous -32602 costs at most one handshake."""
 
-    async def test_ambiguous_32602_gets_one_rehandshake_then_is_invalid_params(self) -> None:
+    async def test_ambiguous_32602_is_retried_then_rehandshaken_then_invalid_params(self) -> None:
+        # Two retries on the same session (`initialized` may still be queued), then one
+        # new handshake and one last send: a real bad argument costs a bounded ~0.15 s.
         def always_generic(message: dict[str, Any], srv: SessionServer) -> httpx.Response | None:
             if message["method"] == "tools/call":
                 return rpc_error(message, -32602, "Invalid request parameters")
@@ -201,7 +204,7 @@ class TestGenuineErrorsAreNotRetriedForever:
                 await client.call_tool("bad", {"x": 1})
             assert info.value.may_be_not_initialized
         assert server.count("initialize") == 2
-        assert server.count("tools/call") == 2
+        assert server.count("tools/call") == 4
 
     async def test_explicit_invalid_params_is_not_retried(self) -> None:
         def unknown_tool(message: dict[str, Any], srv: SessionServer) -> httpx.Response | None:
@@ -335,21 +338,30 @@ class TestBackoff:
         assert all(d >= 2 for d in sleeps.delays)
         assert server.executed == {"increment": 1}
 
-    async def test_attempts_are_bounded(self) -> None:
+    async def test_attempts_bound_resends_of_what_may_have_run(self) -> None:
+        # 502 may have been forwarded: only a read is re-sent, attempts (3) times in all.
         sleeps = Sleeps()
-        server = SessionServer(self.unavailable(429, "0", times=100))
-        policy = RetryPolicy(attempts=4, wait_initial=0.1, wait_jitter=0, sleep=sleeps)
+        seen = {"n": 0}
+
+        def bad_gateway(message: dict[str, Any], srv: SessionServer) -> httpx.Response | None:
+            if message["method"] == "resources/list" and seen["n"] < 100:
+                seen["n"] += 1
+                return httpx.Response(502, text="bad gateway")
+            return None
+
+        server = SessionServer(bad_gateway)
         async with (
             server.client() as http,
             resilient_mcp.connect(
-                resilient_mcp.HTTPServer(URL, http_client=http), retry=policy
+                resilient_mcp.HTTPServer(URL, http_client=http), retry=RetryPolicy(sleep=sleeps)
             ) as client,
         ):
             with pytest.raises(resilient_mcp.ServerUnavailable) as info:
-                await client.call_tool("increment")
-        assert info.value.status_code == 429
-        assert sleeps.delays == [0.1, 0.2, 0.4], "exponential backoff"
-        assert server.count("tools/call") == 4
+                await client.list_resources()
+        assert info.value.status_code == 502
+        assert len(sleeps.delays) == 2
+        assert 0.05 <= sleeps.delays[0] <= 0.1 <= sleeps.delays[1] <= 0.15, "exponential"
+        assert server.count("resources/list") == 3
 
     async def test_deadline_wins_over_retry_after(self) -> None:
         sleeps = Sleeps()
@@ -380,15 +392,17 @@ class TestBackoff:
         assert sleeps.delays == []
 
     async def test_refused_connection_is_retried_then_reported(self) -> None:
+        # Refused: it never ran, so attempts do not bound it; with no deadline, the cap
+        # on not-run retries does (the waits are injected: no real time passes).
         sleeps = Sleeps()
-        policy = RetryPolicy(attempts=3, sleep=sleeps)
         # Port 9 on loopback has no listener: every handshake attempt is refused.
         async with resilient_mcp.connect(
-            "http://127.0.0.1:9/mcp", wait_ready=False, retry=policy
+            "http://127.0.0.1:9/mcp", wait_ready=False, retry=RetryPolicy(sleep=sleeps)
         ) as client:
             with pytest.raises(resilient_mcp.ConnectError):
-                await client.ping()
-        assert len(sleeps.delays) == 2
+                await client.ping(timeout=None)
+        assert len(sleeps.delays) == MAX_NOT_RUN_RETRIES
+        assert max(sleeps.delays) <= 2.05, "capped at wait_max plus jitter"
 
 
 class TestKeepAlive:

@@ -277,7 +277,7 @@ class StdioTransport(Transport):
             with anyio.move_on_after(self._timeouts.close):
                 await proc.lost.wait()
         if self._terminal is not None:
-            return ConnectError(self._terminal, **ctx.context())
+            return ConnectError(self._terminal, permanent=True, **ctx.context())
         reason = proc.reason or f"the stdio server {self._server.command!r} is not running"
         if proc.lost.is_set() and proc is self._proc and not self._closed:
             # Reported again: a report that came while a handshake was finishing may
