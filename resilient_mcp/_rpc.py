@@ -32,6 +32,7 @@ from ._exceptions import (
     MCPError,
     RequestCancelled,
     RequestTimeout,
+    SessionLost,
     TransportError,
 )
 from ._handlers import ProgressCallback
@@ -70,6 +71,7 @@ class _Pending:
         "result",
         "scope",
         "sent",
+        "withdrawn",
     )
 
     def __init__(
@@ -84,6 +86,7 @@ class _Pending:
         self.event: anyio.Event | None = None  # created only while someone waits
         self.sent = False  # handed to the network (so the server may have it)
         self.scope: anyio.CancelScope | None = None
+        self.withdrawn = False  # its session was lost before it went out: see withdraw
         # Progress waiting for the caller's callback (None: the call gave none).
         self.progress: deque[Mapping[str, Any]] | None = deque() if progress else None
 
@@ -222,6 +225,8 @@ class Rpc:
         finally:
             deadline.bind(previous)
             del self._pending[request_id]
+        if pending.withdrawn and not pending.done:
+            raise self._withdrawn(pending)
         if scope.cancelled_caught and not pending.done:
             if cancel is not None and pending.sent:
                 cancel(request_id, "request timed out")
@@ -369,6 +374,38 @@ class Rpc:
             pending.resolve(error=make_error(pending.ctx))
             if pending.scope is not None:
                 pending.scope.cancel()
+
+    def withdraw(self) -> int:
+        """The session is lost: stop every request that has not gone out yet (waiting
+        for an admission slot), so that none is sent to a session known to be gone.
+
+        Each raises a ``NOT_EXECUTED`` :class:`SessionLost` (see :meth:`_withdrawn`),
+        which the recovery answers by parking it in the gate for the next session. A
+        request that went out is left alone: its answer may still come. Returns how
+        many were withdrawn.
+        """
+        withdrawn = 0
+        for pending in self._pending.values():
+            if not pending.sent and not pending.done and pending.scope is not None:
+                pending.withdrawn = True
+                pending.scope.cancel()
+                withdrawn += 1
+        return withdrawn
+
+    def _withdrawn(self, pending: _Pending) -> MCPError:
+        if pending.sent:
+            # A transport that reports a message sent only once it was written (stdio)
+            # may have written it while the withdrawal was on its way: it may have run.
+            return ConnectionLost(
+                "the session was lost while the request was being sent",
+                execution=Execution.MAYBE,
+                **pending.ctx.context(),
+            )
+        return SessionLost(
+            "the session was lost before the request was sent; it waits for the next one",
+            execution=Execution.NOT_EXECUTED,
+            **pending.ctx.context(),
+        )
 
     def fail_all(self, make_error: Callable[[SendContext], MCPError]) -> None:
         """Fail every pending request with the error ``make_error(its context)`` gives."""

@@ -332,6 +332,11 @@ class Session:
         )
         era.close()
         self.gate.close()
+        # What has not gone out yet would only reach the lost session (and hold the
+        # connection slots the new handshake needs): it waits for the next one instead.
+        withdrawn = self.rpc.withdraw()
+        if withdrawn:
+            self._log.debug("session.withdrawn", requests=withdrawn, generation=generation)
         self.gate.start()
 
     def _on_lost(self, reason: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import anyio
@@ -11,6 +12,7 @@ import pytest
 import resilient_mcp
 from resilient_mcp import Limits
 from resilient_mcp._transports.admission import Admission
+from resilient_mcp.testing import StrictServer, serve
 
 from .fake import FakeServer, json_response, result
 
@@ -46,6 +48,42 @@ class TestAdmission:
             admission.release(second)  # releasing twice gives back one slot only
             tg.cancel_scope.cancel()
         assert "free=2" in repr(admission)
+
+    async def test_priority_lane_skips_the_fifo_and_is_bounded(self) -> None:
+        admission = Admission(1, long_after=3600, lane=2)
+        held = await admission.acquire()
+        queued: list[str] = []
+
+        async def ordinary() -> None:
+            admission.release(await admission.acquire())
+            queued.append("ordinary")
+
+        async def priority(name: str) -> None:
+            ticket = await admission.acquire_priority()
+            queued.append(name)
+            await release.wait()
+            admission.release(ticket)
+
+        release = anyio.Event()
+        async with anyio.create_task_group() as tg:
+            admission.bind(tg)
+            tg.start_soon(ordinary)
+            await anyio.wait_all_tasks_blocked()
+            for name in ("p1", "p2", "p3"):
+                tg.start_soon(priority, name)
+                await anyio.wait_all_tasks_blocked()
+            # Two lane slots: two priority messages pass the queued call, the third waits
+            # (a burst cannot take a connection each).
+            assert queued == ["p1", "p2"]
+            release.set()
+            await anyio.wait_all_tasks_blocked()
+            assert queued == ["p1", "p2", "p3"], "the ordinary call still waits"
+            admission.release(held)
+            await anyio.wait_all_tasks_blocked()
+            assert queued[-1] == "ordinary"
+            tg.cancel_scope.cancel()  # the watcher's timer for the held slot
+        assert "free=1" in repr(admission)
+        assert "lane=2" in repr(admission)
 
     async def test_long_exchange_hands_its_slot_on(self) -> None:
         admission = Admission(1, long_after=0.05)
@@ -95,3 +133,94 @@ class TestSlowCallsDoNotStarveOthers:
             with anyio.fail_after(5):
                 assert (await client.call_tool("quick")).text == "ok"
             release.set()
+
+
+class Hold(httpx.AsyncBaseTransport):
+    """Real HTTP to a StrictServer, except that ``echo`` calls whose text is "slow" are
+    held after admission, before they reach the server, until ``release`` is set: each
+    holds its admission slot as a slow tool call would."""
+
+    def __init__(self) -> None:
+        self._real = httpx.AsyncHTTPTransport()
+        self.release = anyio.Event()
+        self.held = 0
+        self._arrived = anyio.Event()
+
+    async def wait_held(self, count: int) -> None:
+        while self.held < count:
+            self._arrived = anyio.Event()
+            await self._arrived.wait()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        message = json.loads(request.content) if request.method == "POST" else {}
+        params = message.get("params") or {}
+        if params.get("name") == "echo" and params.get("arguments", {}).get("text") == "slow":
+            self.held += 1
+            self._arrived.set()
+            await self.release.wait()
+        return await self._real.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._real.aclose()
+
+
+class TestRecoveryFirst:
+    """Issue 10: a lost session is replaced before anything else goes out."""
+
+    async def test_rehandshake_does_not_wait_for_a_saturated_pool(self) -> None:
+        """Both slots held by slow calls: the new handshake still goes out at once."""
+        hold = Hold()
+        server = StrictServer()
+        async with (
+            httpx.AsyncClient(transport=hold) as http,
+        ):
+            with serve(server) as running:
+                async with (
+                    resilient_mcp.connect(
+                        resilient_mcp.HTTPServer(running.url, http_client=http),
+                        limits=Limits(max_connections=2, long_request=3600),
+                    ) as client,
+                    anyio.create_task_group() as tg,
+                ):
+                    for _ in range(2):
+                        tg.start_soon(client.call_tool, "echo", {"text": "slow"})
+                    with anyio.fail_after(10):
+                        await hold.wait_held(2)
+                    session = client._session
+                    session.recover(session.generation, "test")
+                    with anyio.fail_after(10):
+                        await session.wait_ready(anyio.current_time() + 10)
+                    assert server.stats.initialize_requests == 2
+                    assert server.stats.initialized_notifications == 2
+                    assert server.stats.tool_calls["echo"] == 0, "the slow calls still hold"
+                    hold.release.set()
+            # The slow calls went to the lost session: each was refused and re-sent.
+            assert server.stats.tool_calls["echo"] == 2
+
+    async def test_queued_requests_are_not_sent_to_a_lost_session(self) -> None:
+        """Side-effecting calls queued for a slot when the session is lost are held for
+        the new one: never sent to the old one, and each runs exactly once."""
+        hold = Hold()
+        server = StrictServer()
+        keys = [f"k{i}" for i in range(3)]
+        async with httpx.AsyncClient(transport=hold) as http:
+            with serve(server) as running:
+                async with resilient_mcp.connect(
+                    resilient_mcp.HTTPServer(running.url, http_client=http),
+                    limits=Limits(max_connections=1, long_request=3600),
+                ) as client:
+                    with anyio.fail_after(30):
+                        async with anyio.create_task_group() as tg:
+                            tg.start_soon(client.call_tool, "echo", {"text": "slow"})
+                            await hold.wait_held(1)
+                            for key in keys:
+                                tg.start_soon(client.call_tool, "increment", {"key": key})
+                            await anyio.wait_all_tasks_blocked()  # all three wait for the slot
+                            assert len(client._session.rpc) == 4
+                            server.restart()  # every session lost
+                            hold.release.set()  # the slow call meets the loss (404)
+                        # (every call ended: the task group waited for them)
+                stats = server.stats
+                assert stats.http_rejections[404] == 1, "only the slow call met the lost session"
+                assert {key: stats.executions[key] for key in keys} == dict.fromkeys(keys, 1)
+                assert stats.sessions_created == 2

@@ -133,8 +133,14 @@ class EraStrategy(abc.ABC):
         *,
         ready: bool = True,
         headers: Mapping[str, str] | None = None,
+        priority: bool = False,
     ) -> SendContext:
-        """The context of one message in this era."""
+        """The context of one message in this era.
+
+        The handshake's messages (sent before the session is ready) and answers to the
+        server take the priority lane of admission, as do messages marked ``priority``:
+        every parked call waits for the handshake, so it must not wait behind calls.
+        """
         return SendContext(
             method=method,
             request_id=request_id,
@@ -144,7 +150,7 @@ class EraStrategy(abc.ABC):
             protocol_version=self.protocol_version,
             headers=headers,
             resumable=self.resumable,
-            priority=kind == "response",
+            priority=priority or not ready or kind == "response",
         )
 
     resumable: ClassVar[bool] = True
@@ -201,7 +207,12 @@ class EraStrategy(abc.ABC):
         )
 
     async def notify(
-        self, method: str, params: Mapping[str, Any] | None, *, ready: bool = True
+        self,
+        method: str,
+        params: Mapping[str, Any] | None,
+        *,
+        ready: bool = True,
+        priority: bool = False,
     ) -> None:
         """Send a notification and wait until the transport confirmed its delivery.
 
@@ -211,9 +222,8 @@ class EraStrategy(abc.ABC):
         message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
         if params is not None:
             message["params"] = params
-        await self.setup.rpc.send(
-            self.transport, message, self.context("notification", method, ready=ready)
-        )
+        ctx = self.context("notification", method, ready=ready, priority=priority)
+        await self.setup.rpc.send(self.transport, message, ctx)
 
     def notify_cancelled(self, request_id: int, reason: str) -> None:
         """Tell the server (in the background) that we abandoned ``request_id``."""
@@ -223,8 +233,12 @@ class EraStrategy(abc.ABC):
     async def _send_cancelled(self, request_id: int, reason: str) -> None:
         with anyio.move_on_after(self.setup.timeouts.close):
             try:
+                # Priority: it frees the server of work that holds a connection slot, so
+                # it must not queue behind the calls waiting for one.
                 await self.notify(
-                    "notifications/cancelled", {"requestId": request_id, "reason": reason}
+                    "notifications/cancelled",
+                    {"requestId": request_id, "reason": reason},
+                    priority=True,
                 )
             except MCPError as exc:
                 self.setup.log().debug(

@@ -15,6 +15,15 @@ Handing slots on takes a timer, run by a watcher task that exists only while cal
 wait for a slot: an idle client runs none, and a closed one leaves nothing behind.
 (Waiters that watched the clock themselves were tried: every slot handed on then woke a
 second task to re-arm a timer, which cost ~5 % CPU per call under contention.)
+
+Messages the caller marks as priority (the handshake, cancellations) never wait in that
+FIFO: behind eight slow calls a re-handshake would wait for one of them to finish, and
+every call parked for the new session with it. They take a slot of a small lane of their
+own instead (``lane`` slots, FIFO among themselves). The lane is bounded because what
+bypasses admission goes straight to httpx's pool: a burst of cancellations would open a
+connection each, up to the pool's own limit, and from then on every exchange (the
+handshake too) would queue in httpcore's quadratic queue, which admission exists to
+avoid. Separate slots also mean neither kind can starve the other.
 """
 
 from __future__ import annotations
@@ -24,24 +33,30 @@ from collections import deque
 import anyio
 import anyio.abc
 
-__all__ = ["Admission", "Ticket"]
+__all__ = ["PRIORITY_LANE", "Admission", "Ticket"]
+
+# Priority lane slots: the handshake is one message at a time, so two let a cancellation
+# go out beside it; more would only let a burst of cancellations take more connections.
+PRIORITY_LANE = 2
 
 
 class Ticket:
     """One admitted exchange. Give it back with :meth:`Admission.release`."""
 
-    __slots__ = ("deadline", "holds_slot")
+    __slots__ = ("deadline", "holds_slot", "lane")
 
-    def __init__(self, deadline: float) -> None:
+    def __init__(self, deadline: float, *, lane: bool = False) -> None:
         self.deadline = deadline
         self.holds_slot = True
+        self.lane = lane  # a priority lane slot (never handed on: its messages are short)
 
 
 class Admission:
     """A FIFO semaphore whose holders lose their slot once they have held it too long."""
 
-    def __init__(self, limit: int, *, long_after: float) -> None:
+    def __init__(self, limit: int, *, long_after: float, lane: int = PRIORITY_LANE) -> None:
         self._slots = anyio.Semaphore(limit)
+        self._lane = anyio.Semaphore(lane)
         self._long_after = long_after
         # Holders in admission order; with one fixed delay their deadlines are sorted too.
         self._holders: deque[Ticket] = deque()
@@ -52,7 +67,7 @@ class Admission:
 
     def __repr__(self) -> str:
         waiting = self._slots.statistics().tasks_waiting
-        return f"<Admission free={self._slots.value} waiting={waiting}>"
+        return f"<Admission free={self._slots.value} waiting={waiting} lane={self._lane.value}>"
 
     def bind(self, task_group: anyio.abc.TaskGroup) -> None:
         """Where the watcher runs when callers have to wait (without one, nothing is
@@ -74,6 +89,11 @@ class Admission:
         self._signal()
         return ticket
 
+    async def acquire_priority(self) -> Ticket:
+        """Wait for a slot of the priority lane (FIFO among priority messages only)."""
+        await self._lane.acquire()
+        return Ticket(anyio.current_time(), lane=True)
+
     def _signal(self) -> None:
         if self._changed is not None:
             self._changed.set()
@@ -82,7 +102,7 @@ class Admission:
         """Give the slot back, unless it was already handed on for taking too long."""
         if ticket.holds_slot:
             ticket.holds_slot = False
-            self._slots.release()
+            (self._lane if ticket.lane else self._slots).release()
 
     async def _watch(self) -> None:
         """Hand on the slots of exchanges that run long, while anyone waits for one."""

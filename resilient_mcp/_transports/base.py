@@ -57,8 +57,9 @@ class SendContext(FailureContext):
         protocol_version: the negotiated version, for transports with a version header.
         headers: extra headers for this message (the modern era's routing headers).
         resumable: a response stream that drops may be resumed (``Last-Event-ID``).
-        priority: goes out at once, without waiting for an admission slot (answers to
-            the server must never queue behind the calls that wait for them).
+        priority: never waits for an admission slot behind ordinary exchanges (the
+            handshake, cancellations: the caller says which; a transport knows no
+            method). Answers to the server (``kind="response"``) never wait at all.
     """
 
     kind: MessageKind = "request"

@@ -14,6 +14,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 import httpx
 
 from .._classify import classify_http
@@ -22,7 +23,7 @@ from .._exceptions import ConnectionLost, Execution, MalformedMessage, MCPError,
 from .._log import Logger
 from .._retry import backoff_sleep
 from .._targets import HTTPServer
-from .admission import Admission, Ticket
+from .admission import PRIORITY_LANE, Admission, Ticket
 from .base import (
     DELIVERED,
     Peer,
@@ -81,8 +82,9 @@ class StreamableHTTPTransport(HTTPTransportBase):
         self._peer = peer
         self._task_group = task_group
         self._admission.bind(task_group)
-        # Room for long exchanges, which stop counting against the admission limit.
-        self._open_client(max_connections=max(_POOL_CAP, self._max_connections + 1))
+        # Room for long exchanges, which stop counting against the admission limit, the
+        # priority lane and the GET stream: admitted exchanges never wait in httpx's pool.
+        self._open_client(max_connections=max(_POOL_CAP, self._max_connections + PRIORITY_LANE + 1))
 
     # --- sending ---------------------------------------------------------------------
 
@@ -101,11 +103,13 @@ class StreamableHTTPTransport(HTTPTransportBase):
             return sent
 
         with map_transport_errors(ctx, sent=was_sent):
-            # Answers to the server go out at once: the calls in the admission queue may
-            # be waiting for exactly these answers.
-            ticket: Ticket | None = None if ctx.priority else await self._admission.acquire()
+            ticket = await self._admit(ctx)
             stream = _Stream()
             try:
+                # The last moment a caller may still withdraw the message (its session
+                # was lost while it waited): a cancellation that arrived with the slot
+                # is honoured here, before the message counts as sent.
+                await anyio.lowlevel.checkpoint_if_cancelled()
                 # From here on the server may get the message: any failure but a refused
                 # connection (ConnectError, mapped above) leaves its fate unknown.
                 sent = True
@@ -123,6 +127,17 @@ class StreamableHTTPTransport(HTTPTransportBase):
                 finally:
                     if ticket is not None:
                         self._admission.release(ticket)
+
+    async def _admit(self, ctx: SendContext) -> Ticket | None:
+        """A slot for this message: none for answers to the server (the calls in the
+        admission queue may be waiting for exactly these answers; their number is bounded
+        by ``Limits.max_server_requests``), the priority lane for what the caller marked
+        so (never behind ordinary exchanges), the FIFO for the rest."""
+        if ctx.kind == "response":
+            return None
+        if ctx.priority:
+            return await self._admission.acquire_priority()
+        return await self._admission.acquire()
 
     async def _read_post_response(self, stream: _Stream, ctx: SendContext) -> Receipt:
         response = stream.response
