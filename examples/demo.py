@@ -1,8 +1,9 @@
 """The problem and the fix, on one machine, in a few seconds.
 
-A strict MCP server (as strict as the official Python SDK) takes 0.3 s to process
-``notifications/initialized`` -- think of a 380-tool catalog being built. Requests that
-arrive before that are rejected with -32602 "Invalid request parameters".
+A strict MCP server takes 0.3 s to process ``notifications/initialized`` -- think of a
+380-tool catalog being built -- and answers the notification's POST only then. It
+speaks rmcp's dialect (the Rust SDK's legacy transport): a request that arrives before
+``initialized`` is processed does not just fail, it ends the whole session.
 
 1. A naive client fires ``notifications/initialized`` and its first call together.
 2. The usual workaround sleeps 0.15 s between the handshake steps: slow, and still
@@ -44,7 +45,11 @@ CALL = {
 }
 
 
-def describe(answer: dict[str, Any]) -> str:
+def describe(response: httpx.Response) -> str:
+    if not response.headers.get("content-type", "").startswith("application/json"):
+        # rmcp answers an early request in plain text, and the session is gone.
+        return f"FAILED  HTTP {response.status_code} {response.text!r}"
+    answer: dict[str, Any] = response.json()
     if "error" in answer:
         error = answer["error"]
         return f"FAILED  {error['code']} {error['message']!r}"
@@ -68,7 +73,7 @@ async def naive(url: str, *, sleep_between: float | None) -> str:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(notify)
                 tg.start_soon(call)
-            return describe(answers["call"].json())
+            return describe(answers["call"])
 
         async def notify_in_background() -> None:
             await http.post(url, json=INITIALIZED, headers=headers)
@@ -78,7 +83,7 @@ async def naive(url: str, *, sleep_between: float | None) -> str:
             tg.start_soon(notify_in_background)
             await anyio.sleep(sleep_between)
             answer = await http.post(url, json=CALL, headers=headers)
-        return describe(answer.json())
+        return describe(answer)
 
 
 async def resilient(url: str) -> tuple[list[str], float, resilient_mcp.SessionStats, str]:
@@ -100,8 +105,13 @@ async def resilient(url: str) -> tuple[list[str], float, resilient_mcp.SessionSt
 
 
 async def main() -> None:
-    print("A strict MCP server that needs 0.3 s to process notifications/initialized.\n")
-    async with serve(StrictServer(handshake_delay=0.3, extra_tools=380)) as running:
+    print(
+        "A strict MCP server (rmcp's dialect) that needs 0.3 s to process"
+        " notifications/initialized.\n"
+    )
+    async with serve(
+        StrictServer(profile="rmcp-legacy", handshake_delay=0.3, extra_tools=380)
+    ) as running:
         print(f"strict server on {running.url}\n")
 
         print("1. naive client (initialized and the first call sent together)")

@@ -15,6 +15,7 @@ import pytest
 
 import resilient_mcp
 from resilient_mcp.testing import PROFILES, StrictServer, serve
+from resilient_mcp.types import HTTPTransportName
 
 pytestmark = pytest.mark.anyio
 
@@ -28,7 +29,7 @@ LIMIT_S = 40
 async def test_200_calls_issued_as_connect_starts_all_succeed(
     profile: str, anyio_backend: str
 ) -> None:
-    transport = "sse" if profile == "python-sdk-sse" else "auto"
+    transport: HTTPTransportName = "sse" if profile == "python-sdk-sse" else "auto"
     server = StrictServer(profile=profile, handshake_delay=PROCESSING_S)  # type: ignore[arg-type]
     outcomes: Counter[str] = Counter()
     failures: list[str] = []

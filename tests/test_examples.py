@@ -17,6 +17,6 @@ def test_demo_shows_the_failure_and_the_fix() -> None:
     out = done.stdout
     # The naive clients fail (the sleep one only loses its race by 0.15 s, so a very
     # loaded machine may let it through).
-    assert out.count("FAILED  -32602 'Invalid request parameters'") >= 1
+    assert out.count("FAILED  HTTP 500 'Encounter an error when get session") >= 1
     assert "ok      20/20 calls succeeded" in out
     assert "requests the server saw too early: 0" in out
