@@ -84,13 +84,18 @@ class Calls:
         return self._retry
 
     async def establish(self) -> None:
-        """Wait for a ready session, retrying a handshake that failed on a transient error.
+        """Wait for a ready session, retrying a handshake that failed on a transient error
+        (a refused connection ``attempts`` times; what certainly did not run, such as a
+        503, for up to ``Timeouts.initialize``).
 
         Raises:
             MCPError: the handshake failed for good (or the retry policy gave up).
         """
+        # No call's deadline here: the not-run retries (503s, sessions lost at once) of
+        # the first handshake are bounded by Timeouts.initialize instead.
+        deadline = Deadline.after(self._timeouts.initialize)
         recovery = self._recovery(
-            "initialize", None, Deadline.after(None), safe=True, policy=None, handshake=True
+            "initialize", None, deadline, safe=True, policy=None, handshake=True
         )
         await recovery.run(lambda attempt: self._host.gate.wait(math.inf))
 

@@ -377,9 +377,12 @@ class Recovery:
             # The handshake itself failed: the next one is a retry like any other.
             action = Action.RETRY
         # Certainly not run (or never sent: parked in the gate): repeating costs nothing,
-        # so only the deadline bounds it. connect()'s own handshake has no call deadline
-        # and keeps its attempts (its caller decides what a down server means).
-        not_run = not self._handshake and (in_gate or error.execution is Execution.NOT_EXECUTED)
+        # so only the deadline bounds it. connect()'s own handshake keeps its attempts
+        # for a refused connection: at start-up that is a wrong URL or a server not yet
+        # started, which its caller, right there, should hear about soon.
+        not_run = (in_gate or error.execution is Execution.NOT_EXECUTED) and not (
+            self._handshake and isinstance(error, ConnectError)
+        )
         retry_after: float | None = getattr(error, "retry_after", None)
         exhausted = False
         if action is Action.RENEW:
