@@ -13,7 +13,7 @@ REQS126  := tests/peers/requirements-mcp126.txt
 NPM      ?= npm
 NODE_STAMP := node_modules/.installed
 
-.PHONY: demo test lint typecheck pytest peers bench clean
+.PHONY: demo test lint typecheck pytest peers bench bench-stdio clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ test: lint typecheck pytest
 BASELINE ?=
 bench: $(STAMP)
 	$(PY) benchmarks/bench_client.py $(if $(BASELINE),--baseline $(BASELINE))
+
+# connect → first call → close over stdio against server-everything, beside mcp 2.3 and fastmcp.
+bench-stdio: $(STAMP) peers
+	$(PY) benchmarks/bench_stdio.py
 
 clean:
 	rm -rf $(VENV) $(VENV126) node_modules .mypy_cache .ruff_cache build dist

@@ -10,8 +10,9 @@ The spec asks for a cache "per origin"; we key by endpoint URL (origin and path)
 because one origin commonly serves a Streamable HTTP endpoint at ``/mcp`` and a legacy
 SSE one at ``/sse``, and add who is asking: a keyed digest of the request headers, the
 URL's user info and the auth objects. Two credentials or two users never share an
-entry, and the key holds no secret in the clear. A stdio server's key names its
-process: a restarted server is probed again.
+entry, and the key holds no secret in the clear. A stdio server's key is its command
+line (command, arguments, working directory and a digest of its environment): the next
+start of the same command, in this client or another, skips the era probe.
 
 An entry is only a hint. When it stops holding (the server was redeployed, the
 transport refuses us), the session drops it and detects again from scratch. Entries
@@ -24,12 +25,11 @@ Outages say nothing about the era and leave the entry alone; a forced ``era=`` o
 from __future__ import annotations
 
 import hashlib
-import itertools
 import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -41,8 +41,6 @@ __all__ = ["Detection", "DetectionCache", "default_cache", "http_key", "process_
 
 # Per process: the digest of an identity means nothing outside it.
 _KEY = os.urandom(32)
-# Names every process we start: a pid can be reused, a serial cannot (within our process).
-_serials = itertools.count(1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +159,24 @@ def http_key(
     return f"{endpoint} #{identity.hexdigest()}"
 
 
-def process_key() -> str:
-    """A key naming one server process we started (never reused in our process)."""
-    return f"stdio:{next(_serials)}"
+def process_key(
+    command: str,
+    args: Sequence[str],
+    cwd: str | os.PathLike[str] | None,
+    env: Mapping[str, str] | None,
+) -> str:
+    """The cache key of a stdio server: its command line, as we start it.
+
+    The same command, arguments, working directory and environment start the same
+    server, so what one start found serves the next. Only the command is in the clear;
+    the arguments (they may hold tokens), the directory and the environment (``None``:
+    ours) go into a keyed digest, so a changed variable re-detects but no value can be
+    read from the key.
+    """
+    digest = hashlib.blake2b(key=_KEY, digest_size=16)
+    for arg in args:
+        digest.update(b"\0a" + os.fsencode(arg))
+    digest.update(b"\0c" + os.fsencode(os.path.abspath(cwd if cwd is not None else os.curdir)))
+    for name, value in sorted((os.environ if env is None else env).items()):
+        digest.update(b"\0e" + name.encode() + b"=" + value.encode("utf-8", "surrogateescape"))
+    return f"stdio:{command} #{digest.hexdigest()}"

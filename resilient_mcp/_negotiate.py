@@ -25,6 +25,7 @@ from ._log import Logger
 from ._recovery import is_outage
 from ._targets import HTTPServer
 from ._transports.base import Transport
+from ._transports.stdio import StdioTransport
 from ._versions import MODERN_PROTOCOL_VERSIONS
 from .types import EraMode
 
@@ -165,7 +166,23 @@ class _Negotiation:
         went unanswered."""
         era = ModernEra(transport, self._setup, version=hint.version if hint is not None else None)
         cached = hint.fresh_discover() if hint is not None else None
-        verdict = await probe(era, silence_is_legacy=transport.name == "stdio", cached=cached)
+        stdio = transport if isinstance(transport, StdioTransport) else None
+        if stdio is not None:
+            stdio.watch_probes()
+        abandoned = False
+        try:
+            verdict = await probe(
+                era,
+                silence_is_legacy=stdio is not None,
+                cached=cached,
+                # A stdio server's silence counts from its first output: starting is
+                # not ignoring (an interpreter importing, npx installing a package).
+                shows_life=stdio.shows_life if stdio is not None else None,
+            )
+            abandoned = verdict.unanswered
+        finally:
+            if stdio is not None:
+                stdio.end_probes(abandoned=abandoned)  # a late answer is then expected
         if verdict.discover is None:
             return verdict.unanswered
         if cached is not None:

@@ -529,3 +529,115 @@ def test_line_splitter() -> None:
     assert splitter.feed(b"01234567890\n") == [11]
     assert splitter.feed(b"tail") == []
     assert splitter.finish() == [b"tail"]
+
+
+# --- era detection over stdio ---------------------------------------------------------------
+
+
+async def test_a_server_silent_at_start_is_still_detected_modern(tmp_path: Path) -> None:
+    # Its silence lasts three probe timeouts, on any machine: it ends when we write to
+    # the pipe. Before, the probe's patience counted from spawn and it was taken for legacy.
+    go = tmp_path / "go"
+    os.mkfifo(go)
+    probe = 0.3
+    timeouts = Timeouts(close=0.5, probe=probe)
+    events = Events()
+    eras: list[str | None] = []
+    with anyio.fail_after(LIMIT_S):
+        client = resilient_mcp.connect(
+            server("--modern", "--silent-until", str(go)),
+            timeouts=timeouts,
+            logger=events,
+            detection_cache=DetectionCache(),
+        )
+
+        async def use() -> None:
+            async with client:
+                eras.append(client.era)
+                assert (await client.call_tool("echo", {"text": "hi"})).text == "hi"
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(use)
+            await anyio.sleep(3 * probe)  # the silence itself (not a wait for an event)
+
+            def release() -> None:
+                with open(go, "w") as fifo:  # blocks until the server opened its end
+                    fifo.write("go")
+
+            await anyio.to_thread.run_sync(release)
+    assert eras == ["modern"]
+    assert not [r for r in events.records if r["event"] == "response.unknown_id"]
+
+
+def discovers(record: Path) -> int:
+    return sum(" server/discover" in line for line in record.read_text().splitlines())
+
+
+async def test_the_next_start_of_the_same_command_skips_the_probe(tmp_path: Path) -> None:
+    record = tmp_path / "record"
+    cache = DetectionCache()
+    events = Events()
+
+    async def start(**options: Any) -> str | None:
+        client = resilient_mcp.connect(
+            server("--record", str(record), **options),
+            timeouts=FAST,
+            logger=events,
+            detection_cache=cache,
+        )
+        async with client:
+            assert (await client.call_tool("increment")).text == "1"
+            return client.era
+
+    with anyio.fail_after(LIMIT_S):
+        assert await start() == "legacy"
+        assert discovers(record) == 1
+        assert await start() == "legacy"  # another process, the same command line
+        assert discovers(record) == 1
+        assert await start(env={"MCP_TOKEN": "s3cret-value"}) == "legacy"
+        assert discovers(record) == 2  # its environment changed: detected again
+        assert await start(env={"MCP_TOKEN": "s3cret-value"}) == "legacy"
+        assert discovers(record) == 2
+        assert await start(env={"MCP_TOKEN": "other-value"}) == "legacy"
+        assert discovers(record) == 3
+    keys = list(cache._entries)
+    assert len(keys) == 3
+    assert all(sys.executable in key and SERVER not in key for key in keys)
+    assert "s3cret-value" not in repr(keys) + repr(events.records)
+
+
+async def test_a_cached_legacy_command_that_turned_modern_is_detected_again(
+    tmp_path: Path,
+) -> None:
+    upgraded = tmp_path / "upgraded"
+    cache = DetectionCache()
+    with anyio.fail_after(LIMIT_S):
+        async with resilient_mcp.connect(
+            server("--modern-if", str(upgraded)), timeouts=FAST, detection_cache=cache
+        ) as client:
+            assert client.era == "legacy"
+        (key,) = cache._entries
+        upgraded.touch()  # the same command line now starts a modern-only server
+        async with resilient_mcp.connect(
+            server("--modern-if", str(upgraded)), timeouts=FAST, detection_cache=cache
+        ) as client:
+            assert client.era == "modern"
+        assert cache._entries[key].era == "modern"
+
+
+async def test_a_probe_answered_after_it_was_given_up_on_is_expected() -> None:
+    # The server answers the probe only after `initialize`: always late, on any machine.
+    events = Events()
+    with anyio.fail_after(LIMIT_S):
+        async with resilient_mcp.connect(
+            server("--late-probe"),
+            timeouts=Timeouts(close=0.5, probe=0.3),
+            logger=events,
+            detection_cache=DetectionCache(),
+        ) as client:
+            assert client.era == "legacy"
+            assert (await client.call_tool("increment")).text == "1"
+            transport = stdio(client)
+    assert transport.late_probe_answers == 1
+    assert [r for r in events.records if r["event"] == "era.probe_late"]
+    assert not [r for r in events.records if r["event"] == "response.unknown_id"]

@@ -21,6 +21,7 @@ import pydantic
 from .._deadline import Deadline
 from .._exceptions import (
     ConnectionLost,
+    Execution,
     MCPError,
     MethodNotFound,
     RequestTimeout,
@@ -28,7 +29,7 @@ from .._exceptions import (
 )
 from .._headers import ParamHeader, routing_headers
 from .._recovery import is_outage
-from .._rpc import Cancel
+from .._rpc import Cancel, Reply
 from .._versions import LEGACY_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 from ..types import DiscoverResult, Implementation, ServerCapabilities
 from .base import EraStrategy, Outgoing
@@ -213,7 +214,11 @@ class ModernEra(EraStrategy):
 
 
 async def probe(
-    era: ModernEra, *, silence_is_legacy: bool, cached: Mapping[str, Any] | None
+    era: ModernEra,
+    *,
+    silence_is_legacy: bool,
+    cached: Mapping[str, Any] | None,
+    shows_life: Callable[[], Awaitable[None]] | None = None,
 ) -> Verdict:
     """Ask ``server/discover``: does the server speak the modern era?
 
@@ -221,7 +226,9 @@ async def probe(
     still fresh discover result is adopted without asking. On stdio a legacy server may
     ignore a request before ``initialize``: there silence (``Timeouts.probe``) or a
     closed stdout is an answer; over HTTP every request gets an HTTP answer, so silence
-    is a failure (bounded by the handshake's own deadline), not an era.
+    is a failure (bounded by the handshake's own deadline), not an era. With
+    ``shows_life`` (stdio), ``Timeouts.probe`` counts from when it returns (the server's
+    first byte), not from the request: a server still starting is not silent, only slow.
 
     Raises:
         UnsupportedProtocolVersion: a modern-only server with no version in common.
@@ -236,14 +243,20 @@ async def probe(
     while version not in tried:
         tried.add(version)
         era.protocol_version = version
+        patient = silence_is_legacy and shows_life is not None
         try:
-            reply = await era.request(
+            ask = era.request(
                 "server/discover",
                 None,
-                Deadline.after(timeouts.probe if silence_is_legacy else None),
+                Deadline.after(timeouts.probe if silence_is_legacy and not patient else None),
                 ready=False,
                 cancellable=False,
             )
+            if patient:
+                assert shows_life is not None
+                reply = await _after_life(ask, shows_life, timeouts.probe)
+            else:
+                reply = await ask
         except UnsupportedProtocolVersion as exc:
             mutual = [v for v in MODERN_PROTOCOL_VERSIONS if v in exc.supported]
             if mutual:
@@ -275,6 +288,43 @@ async def probe(
         era.setup.log().debug("era.detected", era="modern", version=era.protocol_version)
         return Verdict(raw)
     return Verdict(None)
+
+
+async def _after_life(
+    ask: Awaitable[Reply], shows_life: Callable[[], Awaitable[None]], patience: float
+) -> Reply:
+    """``await ask``, given up ``patience`` seconds after ``shows_life()`` returned.
+
+    Raises:
+        RequestTimeout: no answer within ``patience`` of the server's first sign of life.
+    """
+    expired = False
+    reply: Reply | None = None
+    error: MCPError | None = None
+    async with anyio.create_task_group() as tasks:
+
+        async def patience_runs_out() -> None:
+            nonlocal expired
+            await shows_life()
+            await anyio.sleep(patience)  # the probe's timeout itself, not a wait for an event
+            expired = True
+            tasks.cancel_scope.cancel()
+
+        tasks.start_soon(patience_runs_out)
+        try:
+            reply = await ask
+        except MCPError as exc:  # raised below, not wrapped in an exception group
+            error = exc
+        tasks.cancel_scope.cancel()
+    if error is not None:
+        raise error
+    if expired or reply is None:
+        raise RequestTimeout(
+            f"no answer within {patience} s (Timeouts.probe) of the server's first output",
+            method="server/discover",
+            execution=Execution.MAYBE,
+        )
+    return reply
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,6 @@ import anyio
 import anyio.abc
 
 from .._config import Timeouts
-from .._detection import process_key
 from .._exceptions import ConnectError, Execution
 from .._log import Logger
 from .._targets import StdioServer
@@ -42,7 +41,7 @@ class Proc:
     """One server process and what is known about its end."""
 
     __slots__ = (
-        "detection_key",
+        "alive",
         "ended_by",
         "finished",
         "gone",
@@ -62,7 +61,9 @@ class Proc:
 
     def __init__(self, process: anyio.abc.Process) -> None:
         self.process = process
-        self.detection_key = process_key()
+        # Its first byte on stdout or stderr: a server still loading (an interpreter
+        # importing, npx installing) is silent; era-probe patience counts from here.
+        self.alive = anyio.Event()
         self.scope = anyio.CancelScope()  # its reader tasks
         self.lock = anyio.Lock()  # one line at a time on its stdin
         self.gone = False  # can no longer take messages (sends fail fast)
@@ -154,6 +155,7 @@ class Proc:
                     chunk = await stderr.receive(_CHUNK)
                 except anyio.EndOfStream:
                     break
+                self.alive.set()
                 for item in splitter.feed(chunk):
                     self._on_stderr(item, log)
             for item in splitter.finish():

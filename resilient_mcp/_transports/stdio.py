@@ -21,6 +21,7 @@ import anyio.abc
 
 from .._classify import FailureContext
 from .._config import Limits, Timeouts
+from .._detection import process_key
 from .._exceptions import (
     ClientClosed,
     ConnectError,
@@ -54,6 +55,7 @@ class StdioTransport(Transport):
         malformed_messages: stdout lines dropped because they were not JSON.
         oversized_messages: stdout lines dropped because they exceeded
             :attr:`Limits.max_message_size`.
+        late_probe_answers: answers to an era probe that came after it was given up on.
     """
 
     name = "stdio"
@@ -81,6 +83,11 @@ class StdioTransport(Transport):
         self.restarts = 0
         self.malformed_messages = 0
         self.oversized_messages = 0
+        self.late_probe_answers = 0
+        # Ids of the requests sent while an era probe runs (None: none runs), and of
+        # those given up on (whose late answers are consumed here, not reported unknown).
+        self._watched: set[int] | None = None
+        self._abandoned_probes: set[int] = set()
 
     # --- introspection -----------------------------------------------------------------
 
@@ -96,9 +103,19 @@ class StdioTransport(Transport):
         return self._returncode
 
     def detection_key(self) -> str | None:
-        """Names the running process: a restarted server is detected again."""
+        """Names the command line: every start of the same command shares detections."""
+        server = self._server
+        return process_key(server.command, server.args, server.cwd, server.environment())
+
+    async def shows_life(self) -> None:
+        """Return once the running server wrote its first byte (stdout or stderr).
+
+        Until then it is still starting (an interpreter importing, npx installing), and
+        its silence says nothing about its era. Returns at once if no server is running.
+        """
         proc = self._proc
-        return None if proc is None else proc.detection_key
+        if proc is not None:
+            await proc.alive.wait()
 
     def __repr__(self) -> str:
         return f"<StdioTransport {self._server.command!r} pid={self.pid} restarts={self.restarts}>"
@@ -258,6 +275,8 @@ class StdioTransport(Transport):
                 self._log.debug("stdin.write_failed", error=repr(exc))
                 self._abandon(proc, None)
                 raise await self._gone_error(proc, ctx) from exc
+        if self._watched is not None and isinstance(ctx.request_id, int):
+            self._watched.add(ctx.request_id)
         if on_sent is not None:
             on_sent()
         return _LATER if ctx.kind == "request" else DELIVERED
@@ -301,6 +320,7 @@ class StdioTransport(Transport):
                         await self._read_stdout(proc)
                     finally:
                         proc.stdout_closed.set()
+                        proc.alive.set()  # an ended server shows no more life than this
                     # End of stdout: the server exited (or will); it cannot answer any more.
                     proc.gone = True
                     if not proc.retired:
@@ -324,6 +344,7 @@ class StdioTransport(Transport):
                     chunk = await stdout.receive(_CHUNK)
                 except anyio.EndOfStream:
                     break
+                proc.alive.set()
                 for item in splitter.feed(chunk):
                     self._on_line(item, proc)
         except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
@@ -359,11 +380,41 @@ class StdioTransport(Transport):
                 pid=proc.pid,
             )
             return
+        if self._late_probe(message):
+            return
         if self._peer is not None:
             try:
                 self._peer.deliver(message)
             except Exception as exc:  # the session's bug must not end our reader
                 self._log.error("deliver.failed", error=repr(exc))
+
+    def _late_probe(self, message: object) -> bool:
+        """Whether ``message`` answers an era probe given up on (it is consumed here).
+
+        The handshake went on in the legacy era; whatever the late answer says, the
+        session it established stands (a server that answers both is dual-era), so the
+        answer is noted, not routed to a request nobody waits for.
+        """
+        if not isinstance(message, dict) or "method" in message:
+            return False
+        request_id = message.get("id")
+        if not isinstance(request_id, int) or request_id not in self._abandoned_probes:
+            return False
+        self._abandoned_probes.discard(request_id)
+        self.late_probe_answers += 1
+        self._log.info("era.probe_late", request_id=request_id, answered="result" in message)
+        return True
+
+    def watch_probes(self) -> None:
+        """An era probe starts: note the ids of the requests sent from now on."""
+        self._watched = set()
+
+    def end_probes(self, *, abandoned: bool) -> None:
+        """The probe is over; ``abandoned``: it went unanswered and was given up on, so
+        late answers to what was sent meanwhile are expected (see :meth:`_late_probe`)."""
+        if abandoned and self._watched is not None:
+            self._abandoned_probes |= self._watched
+        self._watched = None
 
     # --- ending a process ----------------------------------------------------------------------
 

@@ -6,7 +6,12 @@ server does not crash again), --record PATH (append "pid method [tool]" for ever
 message received), --exit-at-start (exit 2 at once), --hang (read, never answer),
 --deaf (stop reading stdin once initialized), --ignore-sigterm (SIGTERM and end of
 input are ignored: only SIGKILL ends it), --garbage (a non-JSON line, a blank line and
-an over-long line before every answer, lines ended by CRLF).
+an over-long line before every answer, lines ended by CRLF), --silent-until FIFO (write
+nothing, read nothing, until something is written to the named pipe FIFO: a server slow
+to start, whatever the machine's speed), --modern (speak the modern era: answer
+`server/discover`, refuse `initialize`; with --modern-if PATH only if PATH exists: an
+upgrade in place, under the same command line), --late-probe (answer `server/discover`
+only after `initialize`: a probe answered after it was given up on).
 Exits at end of input otherwise, so it never outlives the test.
 """
 
@@ -40,19 +45,35 @@ def main() -> None:
     parser.add_argument("--crash-after", type=int, default=0)
     parser.add_argument("--crash-marker")
     parser.add_argument("--record")
-    for flag in ("--exit-at-start", "--hang", "--deaf", "--ignore-sigterm", "--garbage"):
+    parser.add_argument("--silent-until")
+    parser.add_argument("--modern-if")
+    for flag in (
+        "--late-probe",
+        "--modern",
+        "--exit-at-start",
+        "--hang",
+        "--deaf",
+        "--ignore-sigterm",
+        "--garbage",
+    ):
         parser.add_argument(flag, action="store_true")
     args = parser.parse_args()
+    args.modern = args.modern or bool(args.modern_if and os.path.exists(args.modern_if))
     if args.exit_at_start:
         say("fatal: missing configuration, giving up")
         sys.exit(2)
     if args.ignore_sigterm:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if args.silent_until:
+        # Opening a FIFO for reading blocks until the test opens it for writing.
+        with open(args.silent_until) as fifo:
+            fifo.read()
     say(f"stdio test server starting (pid {os.getpid()})")
     out = sys.stdout.buffer
     newline = b"\r\n" if args.garbage else b"\n"
     calls = 0
     counter = 0
+    held: list[dict[str, Any]] = []
 
     def answer(message: dict[str, Any], result: Any = None, error: Any = None) -> None:
         if args.garbage:
@@ -75,7 +96,23 @@ def main() -> None:
             threading.Event().wait()  # until a signal ends us
         if args.hang or "id" not in message:
             continue
-        if method == "initialize":
+        if args.late_probe and method == "server/discover":
+            held.append(message)  # answered after initialize, below
+            continue
+        if args.modern and method == "server/discover":
+            answer(
+                message,
+                {
+                    "supportedVersions": ["2026-07-28"],
+                    "capabilities": {"tools": {}},
+                    "_meta": {
+                        "io.modelcontextprotocol/serverInfo": {"name": "stdio-test", "version": "1"}
+                    },
+                },
+            )
+        elif args.modern and method == "initialize":
+            answer(message, error={"code": -32601, "message": "Method not found: initialize"})
+        elif method == "initialize":
             version = message["params"].get("protocolVersion", "2025-11-25")
             answer(
                 message,
@@ -85,6 +122,9 @@ def main() -> None:
                     "serverInfo": {"name": "stdio-test", "version": "1"},
                 },
             )
+            for late in held:
+                answer(late, error={"code": -32601, "message": "Method not found"})
+            held.clear()
         elif method == "ping":
             answer(message, {})
         elif method == "tools/list":
