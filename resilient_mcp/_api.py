@@ -14,7 +14,7 @@ import anyio
 import pydantic
 
 from ._calls import Calls
-from ._catalog import Catalog
+from ._catalog import Catalog, hinted_idempotent
 from ._config import USE_CLIENT_DEFAULT, UseClientDefault
 from ._deadline import Deadline
 from ._exceptions import (
@@ -239,11 +239,13 @@ class MCPMethods(abc.ABC):
         # the call's whole deadline before the caller hears FateUnknown.
         within = Deadline.after(min(deadline.at - anyio.current_time(), _ANNOTATIONS_WITHIN))
         try:
-            await self._tools(within)
+            tools = await self._tools(within)
         except MCPError as exc:
             self._log.info("tool.annotations_unavailable", tool=name, error=repr(exc))
             return False
-        return self._catalog.annotated_idempotent(name)
+        # From the list fetched, not from the cache: a new session (or a list_changed)
+        # during the fetch keeps the list out of the cache, but its hints still hold.
+        return hinted_idempotent(next((tool for tool in tools if tool.name == name), None))
 
     async def list_resources(self, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> list[Resource]:
         """All resources, following every pagination cursor."""

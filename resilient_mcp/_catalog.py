@@ -22,7 +22,7 @@ from ._log import Logger
 from ._schema import validate
 from .types import CallToolResult, Tool
 
-__all__ = ["Catalog"]
+__all__ = ["Catalog", "hinted_idempotent"]
 
 
 class Catalog:
@@ -99,9 +99,7 @@ class Catalog:
 
     def annotated_idempotent(self, name: str) -> bool:
         """Whether the listed tool is annotated ``readOnlyHint`` or ``idempotentHint``."""
-        tool = (self._tools or {}).get(name)
-        hints = tool.annotations if tool is not None else None
-        return hints is not None and bool(hints.readOnlyHint or hints.idempotentHint)
+        return hinted_idempotent((self._tools or {}).get(name))
 
     def check_output(self, name: str, result: CallToolResult, session_id: str | None) -> None:
         """Check ``structuredContent`` against the listed tool's ``outputSchema``.
@@ -128,3 +126,9 @@ class Catalog:
                 method="tools/call",
                 session_id=session_id,
             )
+
+
+def hinted_idempotent(tool: Tool | None) -> bool:
+    """Whether ``tool`` is annotated ``readOnlyHint`` or ``idempotentHint`` (safe to repeat)."""
+    hints = tool.annotations if tool is not None else None
+    return hints is not None and bool(hints.readOnlyHint or hints.idempotentHint)

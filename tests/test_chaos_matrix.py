@@ -14,7 +14,6 @@ import anyio
 import pytest
 
 import resilient_mcp
-from resilient_mcp import RetryPolicy
 from resilient_mcp.testing import Chaos, StrictServer, serve
 
 pytestmark = pytest.mark.anyio
@@ -35,6 +34,9 @@ SEED = 20261123
 # Every profile on asyncio; trio (a different scheduler, so different interleavings) on
 # the two most unforgiving dialects. The whole matrix costs minutes, not seconds.
 TRIO_PROFILES = ["python-sdk", "rmcp-legacy"]
+# Our own bound, inside pytest's (60 s, pyproject.toml): a hang fails with the outcomes
+# so far instead of a pytest timeout. A run takes a few seconds on a loaded 2-core box.
+LIMIT_S = 45
 
 
 @pytest.fixture
@@ -72,16 +74,14 @@ async def run_matrix(profile: str) -> None:
     done = 0
     restarted = anyio.Event()
 
-    # Each call may follow ten or more expired sessions and meet a 503 on one send in
-    # ten: give it room (attempts count failures of the request itself, not of sessions).
-    policy = RetryPolicy(attempts=25)
+    # Default settings throughout: no tuned RetryPolicy, and the tools are never listed
+    # first (read_counter is annotated read-only, set_value idempotent: a call whose fate
+    # is unknown learns that on its failure path).
     with resilient_mcp.disable_backoff():
         async with (
             serve(server) as running,
-            resilient_mcp.connect(running.url, retry=policy) as client,
+            resilient_mcp.connect(running.url) as client,
         ):
-            # The annotations: read_counter is read-only, set_value idempotent.
-            await client.list_tools()
 
             async def call(i: int, kind: str) -> None:
                 nonlocal done
@@ -109,7 +109,7 @@ async def run_matrix(profile: str) -> None:
                         restarted.set()
                         running.server.restart()
 
-            with anyio.fail_after(120):
+            with anyio.fail_after(LIMIT_S):
                 async with anyio.create_task_group() as tg:
                     for i, kind in enumerate(kinds):
                         tg.start_soon(call, i, kind)

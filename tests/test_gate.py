@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import anyio
 import httpx
@@ -10,7 +10,7 @@ import pytest
 
 import resilient_mcp
 from resilient_mcp import Execution, Limits, SessionState, Timeouts
-from resilient_mcp.testing import StrictServer, serve
+from resilient_mcp.testing import Profile, StrictServer, serve
 
 from .fake import FakeServer, json_response, result
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.anyio
 
 # The strictest dialect: rmcp processes `initialized` before its 202, and a request that
 # beats it ends the session (the Python SDK serves requests once `initialize` is answered).
-STRICT = "rmcp-legacy"
+STRICT: Final[Profile] = "rmcp-legacy"
 
 
 class TestGateAgainstStrictServer:
