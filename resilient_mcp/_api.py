@@ -10,7 +10,6 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, TypeVar, get_args
 
-import anyio
 import pydantic
 
 from ._calls import Calls
@@ -50,8 +49,6 @@ Timeout = float | UseClientDefault | None
 
 # A server that never ends its pagination must not spin us for ever.
 _MAX_PAGES = 10_000
-# The longest the failure-path tools/list (to learn a tool's annotations) may take.
-_ANNOTATIONS_WITHIN = 5.0
 # 2026-07-28: a routing header (Mcp-Name, Mcp-Param-*) disagreed with the body.
 _HEADER_MISMATCH = -32020
 
@@ -235,11 +232,11 @@ class MCPMethods(abc.ABC):
         """After a call of ``name`` failed with an unknown fate: fetch the tool list (on
         this failure path only, within the call's deadline) and read its annotations.
         A list that cannot be fetched teaches nothing: the call stays at most once."""
-        # A server that just failed a call may not answer at all: the fetch must not eat
-        # the call's whole deadline before the caller hears FateUnknown.
-        within = Deadline.after(min(deadline.at - anyio.current_time(), _ANNOTATIONS_WITHIN))
+        # Within the call's own deadline, not a shorter one of ours: under a burst of
+        # lost sessions the list can take seconds (it waits for the new session like any
+        # call), and giving up early turns a harmless read into FateUnknown.
         try:
-            tools = await self._tools(within)
+            tools = await self._tools(deadline)
         except MCPError as exc:
             self._log.info("tool.annotations_unavailable", tool=name, error=repr(exc))
             return False
