@@ -10,6 +10,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, TypeVar, get_args
 
+import anyio
 import pydantic
 
 from ._calls import Calls
@@ -232,11 +233,16 @@ class MCPMethods(abc.ABC):
         """After a call of ``name`` failed with an unknown fate: fetch the tool list (on
         this failure path only, within the call's deadline) and read its annotations.
         A list that cannot be fetched teaches nothing: the call stays at most once."""
-        # Within the call's own deadline, not a shorter one of ours: under a burst of
-        # lost sessions the list can take seconds (it waits for the new session like any
-        # call), and giving up early turns a harmless read into FateUnknown.
+        # Bounded twice. A server that just failed a call may not answer at all (it stopped
+        # reading, say): the caller must hear FateUnknown without waiting out the call's
+        # whole deadline. But under a burst of lost sessions the list waits for the next
+        # session like any call, which took over 5 s on a loaded machine: so the bound is
+        # the user's own knob for a server slow to show up, Timeouts.connect (10 s).
+        within = Deadline.after(
+            min(deadline.at - anyio.current_time(), self._calls.timeouts.connect)
+        )
         try:
-            tools = await self._tools(deadline)
+            tools = await self._tools(within)
         except MCPError as exc:
             self._log.info("tool.annotations_unavailable", tool=name, error=repr(exc))
             return False

@@ -83,6 +83,11 @@ class Calls:
         """The client's retry policy (a call's own replaces it)."""
         return self._retry
 
+    @property
+    def timeouts(self) -> Timeouts:
+        """The client's timeouts."""
+        return self._timeouts
+
     async def establish(self) -> None:
         """Wait for a ready session, retrying a handshake that failed on a transient error
         (a refused connection ``attempts`` times; what certainly did not run, such as a
