@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 import resilient_mcp
-from resilient_mcp import FateUnknown, Limits, ProtocolError, RetryPolicy, SessionState, Timeouts
+from resilient_mcp import FateUnknown, Limits, ProtocolError, SessionState, Timeouts
 from resilient_mcp.testing import Chaos, StrictServer, serve
 
 pytestmark = pytest.mark.anyio
@@ -19,8 +19,6 @@ pytestmark = pytest.mark.anyio
 PROFILE: Final = "python-sdk-sse"
 # Every test is bounded: a hang fails it instead of stalling the suite.
 LIMIT_S = 20
-# Enough for a read that loses its answer to a restart, then follows the new session.
-RETRY = RetryPolicy(attempts=5)
 
 
 def post_hook(
@@ -149,7 +147,6 @@ async def test_restart_mid_run_makes_one_new_session_and_every_read_succeeds() -
         ):
             async with resilient_mcp.connect(
                 resilient_mcp.HTTPServer(running.url, transport="sse", http_client=http),
-                retry=RETRY,
                 limits=Limits(max_connections=100),
             ) as client:
                 first_session = client.session_id
@@ -189,7 +186,6 @@ async def test_increment_in_flight_at_a_restart_runs_at_most_once() -> None:
             httpx.AsyncClient(event_hooks={"response": [accepted(hook)]}) as http,
             resilient_mcp.connect(
                 resilient_mcp.HTTPServer(running.url, transport="sse", http_client=http),
-                retry=RETRY,
             ) as client,
         ):
 

@@ -41,9 +41,7 @@ class TestDroppedStreams:
         with resilient_mcp.disable_backoff():
             async with (
                 serve(server) as running,
-                resilient_mcp.connect(
-                    running.url, retry=resilient_mcp.RetryPolicy(attempts=3)
-                ) as client,
+                resilient_mcp.connect(running.url) as client,
             ):
                 await client.list_tools()
                 with pytest.raises(resilient_mcp.ConnectionLost):
