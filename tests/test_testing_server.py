@@ -11,6 +11,7 @@ import anyio
 import httpx
 import pytest
 
+import resilient_mcp
 from resilient_mcp.testing import RunningServer, StrictServer, serve
 
 JSON = dict[str, Any]
@@ -737,3 +738,27 @@ async def test_asgi_app_runs_on_any_event_loop(anyio_backend: str) -> None:
         reply = (await client.post("/mcp", content=body, headers=headers)).json()
     assert reply["result"]["structuredContent"] == {"sum": 3}
     assert server.stats.tool_calls["add"] == 1
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("era", ["legacy", "modern"])
+async def test_add_tool_is_listed_callable_and_announced(era: str) -> None:
+    changed = anyio.Event()
+
+    async def on_notification(method: str, params: Any) -> None:
+        if method == "notifications/tools/list_changed":
+            changed.set()
+
+    server = StrictServer(era=era)  # type: ignore[arg-type]
+    with anyio.fail_after(30):
+        async with (
+            serve(server) as running,
+            resilient_mcp.connect(
+                running.url, handlers=resilient_mcp.Handlers(notification=on_notification)
+            ) as client,
+        ):
+            assert "fresh" not in {tool.name for tool in await client.list_tools()}
+            server.add_tool("fresh", text="new here")
+            await changed.wait()
+            assert "fresh" in {tool.name for tool in await client.list_tools()}
+            assert (await client.call_tool("fresh")).text == "new here"

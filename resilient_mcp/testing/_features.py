@@ -42,6 +42,12 @@ class Features(Generic[C]):
         self._page_size = page_size
         self._missing_resource_code = missing_resource_code
 
+    def add_tool(self, tool: Tool[C]) -> None:
+        """Serve `tool` from now on (replacing one of the same name)."""
+        name = tool.definition["name"]
+        self.tools[name] = tool
+        self.tool_list = [t.definition for t in self.tools.values()]
+
     def handlers(self) -> dict[str, Handler[C]]:
         """The handler of each shared method."""
         return {

@@ -35,6 +35,7 @@ from starlette.types import Receive, Scope, Send
 
 from resilient_mcp.testing._asgi import Endpoint
 from resilient_mcp.testing._catalog import JSON
+from resilient_mcp.testing._context import Context, ToolCall, text_result
 from resilient_mcp.testing._chaos import Chaos
 from resilient_mcp.testing._config import ERAS, Era, ServerConfig, server_version
 from resilient_mcp.testing._envelope import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSION
@@ -174,30 +175,28 @@ class StrictServer:
         # One gate (one set of dice) for every front end: fates follow arrival order.
         parts = ServerParts(config, state, replies, ChaosGate(config.chaos, state, replies))
         catalog = CatalogTools(state).tools(extra_tools)
-        self._legacy = LegacyProtocol(
-            config,
-            state,
-            Features[LegacyContext](
-                catalog,
-                state.stats,
-                page_size=page_size,
-                missing_resource_code=RESOURCE_NOT_FOUND,
-            ),
+        self._legacy_features = Features[LegacyContext](
+            catalog,
+            state.stats,
+            page_size=page_size,
+            missing_resource_code=RESOURCE_NOT_FOUND,
         )
+        self._legacy = LegacyProtocol(config, state, self._legacy_features)
         self._streamable = StreamableHttp(parts, self._legacy)
         self._legacy_sse = LegacySse(parts, self._legacy)
         modern: dict[str, Tool[ModernContext]] = {**catalog, **modern_tools()}
         self._exchanges = Exchanges()
         self._listeners = Listeners(parts, self._exchanges)
+        self._modern_features = Features[ModernContext](
+            modern,
+            state.stats,
+            page_size=page_size,
+            # 2026-07-28: an unknown resource is -32602, no longer -32002.
+            missing_resource_code=INVALID_PARAMS,
+        )
         self._modern = ModernEra(
             parts,
-            Features[ModernContext](
-                modern,
-                state.stats,
-                page_size=page_size,
-                # 2026-07-28: an unknown resource is -32602, no longer -32002.
-                missing_resource_code=INVALID_PARAMS,
-            ),
+            self._modern_features,
             Rounds(secrets.token_bytes(32), state.stats),
             self._exchanges,
             self._listeners,
@@ -326,6 +325,32 @@ class StrictServer:
         every modern listen stream that asked for it and every legacy GET stream. Safe
         to call from any thread while `serve()` runs the server."""
         self._host.call(lambda: self._broadcast("notifications/tools/list_changed"))
+
+    def add_tool(self, name: str, *, description: str = "", text: str = "ok") -> None:
+        """Add a tool (no arguments; it answers `text`) to both eras' lists, then
+        announce it as `notify_tools_changed` does: what an agent's next step must see.
+        Safe to call from any thread while `serve()` runs the server.
+
+        Raises:
+            ValueError: `name` is empty.
+        """
+        if not name:
+            raise ValueError("a tool needs a name")
+        definition: JSON = {
+            "name": name,
+            "description": description or f"Answers {text!r}.",
+            "inputSchema": {"type": "object", "properties": {}},
+        }
+
+        async def run(ctx: Context, call: ToolCall) -> JSON:
+            return text_result(text)
+
+        def add() -> None:
+            self._legacy_features.add_tool(Tool(definition, run))
+            self._modern_features.add_tool(Tool(definition, run))
+            self._broadcast("notifications/tools/list_changed")
+
+        self._host.call(add)
 
     def notify_prompts_changed(self) -> None:
         """As `notify_tools_changed`, for `notifications/prompts/list_changed`."""
