@@ -35,9 +35,9 @@ from starlette.types import Receive, Scope, Send
 
 from resilient_mcp.testing._asgi import Endpoint
 from resilient_mcp.testing._catalog import JSON
-from resilient_mcp.testing._context import Context, ToolCall, text_result
 from resilient_mcp.testing._chaos import Chaos
 from resilient_mcp.testing._config import ERAS, Era, ServerConfig, server_version
+from resilient_mcp.testing._context import Context, ToolCall, text_result
 from resilient_mcp.testing._envelope import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSION
 from resilient_mcp.testing._features import Features
 from resilient_mcp.testing._host import Host
