@@ -9,13 +9,13 @@ from types import TracebackType
 from typing import Any, Self
 
 import anyio
-import anyio.abc
 
 from ._api import MCPMethods, Timeout
 from ._catalog import Catalog
 from ._config import USE_CLIENT_DEFAULT
 from ._exceptions import ClientClosed
 from ._handlers import ProgressCallback
+from ._host import Host, first_failure, interrupt_in
 from ._log import default_logger
 from ._negotiate import first_transport
 from ._options import ClientOptions, Unpack, resolve_options
@@ -57,7 +57,9 @@ class Client(MCPMethods):
     Made by :func:`connect` (``Client(target, **options)`` is the same), entered with
     ``async with``. Calls may be made from any task; a call made before the session is
     ready waits for it (see ``wait_ready`` in :class:`~resilient_mcp.ClientOptions`).
-    Enter and exit the ``async with`` block in the same task.
+    It may be entered in one task and left (or closed with :meth:`aclose`) in another of
+    the same event loop, also after the entering task has ended: its background work
+    runs in a task of its own, not in the entering task.
 
     Every call takes ``timeout=`` (seconds, ``None`` for no limit; by default
     ``Timeouts.request``): one deadline for everything the call does (waiting for the
@@ -116,7 +118,8 @@ class Client(MCPMethods):
         self._calls = self._session.calls
         self._session.add_notification_listener(self._catalog.on_notification)
         self._state = _ClientState.UNOPENED
-        self._task_group: anyio.abc.TaskGroup | None = None
+        self._host: Host | None = None
+        self._closed: anyio.Event | None = None  # set once a close has finished
 
     def __repr__(self) -> str:
         return f"<Client {self._server.describe()} {self._session!r}>"
@@ -127,11 +130,9 @@ class Client(MCPMethods):
         if self._state is not _ClientState.UNOPENED:
             raise ClientClosed("a Client can be opened only once; create a new one")
         self._state = _ClientState.OPEN
-        task_group = anyio.create_task_group()
-        await task_group.__aenter__()
-        self._task_group = task_group
+        self._host = Host(self._log)
         try:
-            await self._session.start(task_group)
+            await self._session.start(await self._host.open())
             if self._wait_ready:
                 # No deadline of our own: the handshake is bounded by Timeouts.initialize
                 # and its error (method "initialize") is the one to raise.
@@ -152,36 +153,48 @@ class Client(MCPMethods):
         await self._shutdown(exc)
 
     async def _shutdown(self, exc: BaseException | None) -> None:
+        """Close the session, then stop the host; from any task, once (later callers
+        wait for the first one's close to finish)."""
         self._state = _ClientState.CLOSED
-        task_group, self._task_group = self._task_group, None
-        if task_group is None:
-            return
-        try:
+        if self._closed is not None:
             with anyio.CancelScope(shield=True):
-                await self._session.aclose()
-        finally:
-            task_group.cancel_scope.cancel()
+                await self._closed.wait()
+            return
+        self._closed = anyio.Event()
+        host, self._host = self._host, None
+        try:
+            if host is None:
+                return
             try:
-                # The caller's own exception (if any) propagates by itself once we return;
-                # handing it to the task group would only wrap it in an ExceptionGroup.
-                await task_group.__aexit__(None, None, None)
-            except BaseExceptionGroup as group:
-                # Background work is guarded and should never fail; if something did
-                # anyway, it is passed on (as the cause), not a raw ExceptionGroup.
-                first = _first_failure(group)
-                self._log.error("client.worker_failed", error=repr(first))
-                if exc is None:
-                    raise ClientClosed(f"a background task failed: {first!r}") from first
+                with anyio.CancelScope(shield=True):
+                    await self._session.aclose()
+            finally:
+                failure = await host.close()
+                if failure is not None:
+                    # An interrupt stays what it is; any other failure of the background
+                    # work (guarded: it should never fail) is passed on as the cause. The
+                    # caller's own exception (if any) propagates by itself.
+                    interrupt = interrupt_in(failure)
+                    if interrupt is not None:
+                        raise interrupt
+                    if exc is None:
+                        first = first_failure(failure)
+                        raise ClientClosed(f"a background task failed: {first!r}") from first
+        finally:
+            self._closed.set()
 
     async def aclose(self) -> None:
         """Close the client from any task: pending calls fail with ``RequestCancelled``,
-        and every later call raises ``ClientClosed`` (the ``async with`` block still
-        has to be left)."""
-        if self._state is not _ClientState.OPEN:
+        every later call raises ``ClientClosed``, and the background work (a stdio
+        server too) is stopped before it returns. Leaving the ``async with`` block later
+        does nothing more.
+
+        Raises:
+            ClientClosed: a background task had failed (its error is the cause).
+        """
+        if self._state is _ClientState.UNOPENED:
             return
-        self._state = _ClientState.CLOSED
-        with anyio.CancelScope(shield=True):
-            await self._session.aclose()
+        await self._shutdown(None)
 
     # --- session facts --------------------------------------------------------------------
 
@@ -314,14 +327,3 @@ def connect(
         legacy server), RequestTimeout, ...
     """
     return Client(target, **options)
-
-
-def _first_failure(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The exception that ended a task group (not a cancellation it caused)."""
-    cancelled = anyio.get_cancelled_exc_class()
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            return _first_failure(exc)
-        if not isinstance(exc, cancelled):
-            return exc
-    return group.exceptions[0]
