@@ -13,7 +13,13 @@ REQS126  := tests/peers/requirements-mcp126.txt
 NPM      ?= npm
 NODE_STAMP := node_modules/.installed
 
-.PHONY: demo test lint typecheck pytest peers bench bench-stdio clean
+# One environment per agent framework (their pins conflict): .venv-<name>, with
+# `-e .[testing,tests,lint,<extra>]` pinned by tests/integrations/<name>/constraints.txt.
+# A framework is a directory tests/integrations/<name>/ (its extra: <name> with - for _).
+FRAMEWORKS := $(sort $(patsubst tests/integrations/%/constraints.txt,%,$(wildcard tests/integrations/*/constraints.txt)))
+FW_STAMPS  := $(foreach f,$(FRAMEWORKS),.venv-$(f)/.installed)
+
+.PHONY: demo test lint typecheck pytest peers integrations bench bench-stdio clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +40,22 @@ $(NODE_STAMP): package.json package-lock.json
 
 peers: $(STAMP126) $(NODE_STAMP)
 
+.venv-%/.installed: pyproject.toml tests/integrations/%/constraints.txt
+	test -x .venv-$*/bin/python || $(PYTHON) -m venv .venv-$*
+	.venv-$*/bin/python -m pip install --quiet --disable-pip-version-check \
+		-e '.[testing,tests,lint,$(subst _,-,$*)]' -c tests/integrations/$*/constraints.txt
+	touch $@
+
+# Each adapter's tests and strict typing, in its framework's environment. The installs
+# are network-bound, so they run three at a time.
+integrations:
+	$(if $(FW_STAMPS),$(MAKE) -j3 $(FW_STAMPS))
+	@set -e; for f in $(FRAMEWORKS); do \
+		echo "== $$f"; \
+		.venv-$$f/bin/mypy $$(find resilient_mcp/integrations tests/integrations/$$f examples/integrations -path "*$$f*" -name "*.py"); \
+		RESILIENT_MCP_FRAMEWORK=$$f .venv-$$f/bin/pytest -q tests/integrations/$$f; \
+	done
+
 demo: $(STAMP)
 	$(PY) examples/demo.py
 
@@ -47,7 +69,7 @@ typecheck: $(STAMP)
 pytest: $(STAMP) peers
 	$(VENV)/bin/pytest
 
-test: lint typecheck pytest
+test: lint typecheck pytest integrations
 
 # `make bench BASELINE=<rev>` also measures resilient_mcp as it was at <rev>, side by side.
 BASELINE ?=
@@ -59,4 +81,4 @@ bench-stdio: $(STAMP) peers
 	$(PY) benchmarks/bench_stdio.py
 
 clean:
-	rm -rf $(VENV) $(VENV126) node_modules .mypy_cache .ruff_cache build dist
+	rm -rf $(VENV) $(VENV126) $(foreach f,$(FRAMEWORKS),.venv-$(f)) node_modules .mypy_cache .ruff_cache build dist

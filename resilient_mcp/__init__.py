@@ -58,11 +58,13 @@ from ._exceptions import (
 )
 from ._handlers import Handlers, ProgressCallback
 from ._options import ClientOptions
+from ._outcome import ContentPart, ToolOutcome, ToolStatus
 from ._retry import RetryPolicy, disable_backoff
 from ._session import SessionState
 from ._stats import SessionStats
 from ._sync import SyncClient, connect_sync
 from ._targets import HTTPServer, StdioServer
+from ._toolbox import Toolbox, ToolSource, ToolSpec
 from ._versions import (
     LATEST_PROTOCOL_VERSION,
     LEGACY_PROTOCOL_VERSIONS,
@@ -83,6 +85,7 @@ __all__ = [
     "ClientOptions",
     "ConnectError",
     "ConnectionLost",
+    "ContentPart",
     "Detection",
     "DetectionCache",
     "Execution",
@@ -116,7 +119,12 @@ __all__ = [
     "SyncClient",
     "Timeouts",
     "ToolError",
+    "ToolOutcome",
     "ToolOutputError",
+    "ToolSource",
+    "ToolSpec",
+    "ToolStatus",
+    "Toolbox",
     "TransportError",
     "UnsupportedProtocolVersion",
     "UsageError",

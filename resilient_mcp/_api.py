@@ -13,8 +13,8 @@ from typing import Any, TypeVar, get_args
 import anyio
 import pydantic
 
-from ._calls import Calls
-from ._catalog import Catalog, hinted_idempotent
+from ._calls import Calls, urgent
+from ._catalog import Catalog
 from ._config import USE_CLIENT_DEFAULT, UseClientDefault
 from ._deadline import Deadline
 from ._exceptions import (
@@ -187,7 +187,7 @@ class MCPMethods(abc.ABC):
         params: dict[str, Any] = {"name": name, "arguments": dict(arguments or {})}
         self._catalog.for_session(self._session.generation)
         # Unknown: not told by the caller, and the tool is not in the cached list.
-        unknown = idempotent is None and not self._catalog.knows(name)
+        unknown = idempotent is None and self._catalog.hint(name) is None
         if idempotent is None:
             idempotent = self._catalog.annotated_idempotent(name)
         deadline = self._calls.deadline(timeout, retry)
@@ -242,13 +242,11 @@ class MCPMethods(abc.ABC):
             min(deadline.at - anyio.current_time(), self._calls.timeouts.connect)
         )
         try:
-            tools = await self._tools(within)
+            with urgent():
+                return await self._catalog.learn(name, lambda: self._tools(within))
         except MCPError as exc:
             self._log.info("tool.annotations_unavailable", tool=name, error=repr(exc))
             return False
-        # From the list fetched, not from the cache: a new session (or a list_changed)
-        # during the fetch keeps the list out of the cache, but its hints still hold.
-        return hinted_idempotent(next((tool for tool in tools if tool.name == name), None))
 
     async def list_resources(self, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> list[Resource]:
         """All resources, following every pagination cursor."""

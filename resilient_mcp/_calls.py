@@ -10,8 +10,10 @@ it under the call's one :class:`~._deadline.Deadline`.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from typing import Any, Protocol
 
 import anyio
@@ -30,7 +32,24 @@ from ._rpc import Rpc
 from ._stats import SessionStats
 from .types import Era
 
-__all__ = ["Calls", "Host"]
+__all__ = ["Calls", "Host", "urgent"]
+
+# Set by `urgent()`: this task's requests take admission's priority lane.
+_URGENT: ContextVar[bool] = ContextVar("resilient_mcp_urgent", default=False)
+
+
+@contextlib.contextmanager
+def urgent() -> Iterator[None]:
+    """Within this block, the requests this task makes skip admission's FIFO (they take
+    the priority lane, as the handshake does). For the few requests that recovery itself
+    needs, such as the tool list a call whose fate is unknown reads its annotations
+    from: behind a burst of hundreds of queued calls it would otherwise wait its whole
+    bound out, and the call would end ``FateUnknown`` although it was safe to re-send."""
+    token = _URGENT.set(True)
+    try:
+        yield
+    finally:
+        _URGENT.reset(token)
 
 
 class Host(Protocol):
@@ -274,7 +293,9 @@ class Calls:
             request_id,
             out.method,
             out.params,
-            era.context("request", out.method, request_id, headers=out.headers),
+            era.context(
+                "request", out.method, request_id, headers=out.headers, priority=_URGENT.get()
+            ),
             deadline,
             progress=progress,
             cancel=era.cancel_hook(),

@@ -7,6 +7,12 @@ a tool is annotated read-only or idempotent (safe to repeat), its ``x-mcp-header
 annotations (the modern era's ``Mcp-Param-*`` headers), and its ``outputSchema`` (to
 check ``structuredContent``). A successful call never fetches the list behind your back;
 only a tool call whose fate is unknown does, to learn whether it may be re-sent.
+
+What a list taught about re-sending (the ``readOnlyHint``/``idempotentHint`` of each
+tool) outlives the session it came from and is dropped only by ``list_changed``: a
+server that expires sessions every few dozen requests drops the cached list as often,
+and if every call whose fate became unknown had to fetch the list again, under a burst
+they would queue behind each other until their deadlines passed.
 """
 
 from __future__ import annotations
@@ -36,6 +42,12 @@ class Catalog:
         self._version = 0
         self._generation: int | None = None  # the session the cached list came from
         self._lock = anyio.Lock()
+        # Tool name → safe to re-send, from the last list fetched on any session; only a
+        # list_changed (the server says its tools changed) makes it stale.
+        self._hints: dict[str, bool] = {}
+        self._hints_version = 0
+        # Not self._lock: `learn` fetches through `tools`, which takes that one.
+        self._learning = anyio.Lock()
 
     @property
     def cached(self) -> list[Tool] | None:
@@ -58,6 +70,35 @@ class Catalog:
     def on_notification(self, method: str, params: Mapping[str, Any]) -> None:
         if method == "notifications/tools/list_changed":
             self.invalidate()
+            self._hints = {}
+            self._hints_version += 1
+
+    def hint(self, name: str) -> bool | None:
+        """Whether ``name`` may be re-sent, as the last list fetched (on any session since
+        the last ``list_changed``) annotated it; None if no such list named it."""
+        if self._tools is not None and name in self._tools:
+            return hinted_idempotent(self._tools[name])
+        return self._hints.get(name)
+
+    async def learn(self, name: str, fetch: Callable[[], Awaitable[list[Tool]]]) -> bool:
+        """Whether ``name`` may be re-sent, fetching the list only if no list fetched since
+        the last ``list_changed`` named it; single flight, so a burst of calls whose fate
+        became unknown waits for one fetch instead of queueing one each.
+
+        Raises:
+            MCPError: the list could not be fetched.
+        """
+        known = self.hint(name)
+        if known is not None:
+            return known
+        async with self._learning:
+            known = self.hint(name)
+            if known is not None:
+                return known
+            tools = await fetch()
+        # From the list fetched, not from the cache: a new session (or a list_changed)
+        # during the fetch keeps the list out of the cache, but its hints still hold.
+        return hinted_idempotent(next((tool for tool in tools if tool.name == name), None))
 
     async def tools(
         self,
@@ -75,8 +116,10 @@ class Catalog:
         async with self._lock:
             if self._tools is not None:
                 return list(self._tools.values())
-            version = self._version
+            version, hints_version = self._version, self._hints_version
             tools = await fetch()
+            if hints_version == self._hints_version:
+                self._hints = {tool.name: hinted_idempotent(tool) for tool in tools}
             specs = {tool.name: param_header_specs(tool.inputSchema) for tool in tools}
             if modern():
                 # The spec (2026-07-28): a tool whose x-mcp-header annotations are invalid
@@ -98,8 +141,9 @@ class Catalog:
         return self._param_specs.get(name, ())
 
     def annotated_idempotent(self, name: str) -> bool:
-        """Whether the listed tool is annotated ``readOnlyHint`` or ``idempotentHint``."""
-        return hinted_idempotent((self._tools or {}).get(name))
+        """Whether the tool is known to be annotated ``readOnlyHint`` or
+        ``idempotentHint`` (by the cached list, or a list fetched on an earlier session)."""
+        return bool(self.hint(name))
 
     def check_output(self, name: str, result: CallToolResult, session_id: str | None) -> None:
         """Check ``structuredContent`` against the listed tool's ``outputSchema``.

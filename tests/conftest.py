@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
 from resilient_mcp._detection import default_cache
+
+# Framework adapters are tested in one environment per framework (`make integrations`
+# sets RESILIENT_MCP_FRAMEWORK and runs tests/integrations/<framework>); the main
+# environment has none of the frameworks installed.
+collect_ignore_glob = [] if os.environ.get("RESILIENT_MCP_FRAMEWORK") else ["integrations/*"]
 
 
 @pytest.fixture(params=["asyncio", "trio"])

@@ -16,7 +16,8 @@ wait for a slot: an idle client runs none, and a closed one leaves nothing behin
 (Waiters that watched the clock themselves were tried: every slot handed on then woke a
 second task to re-arm a timer, which cost ~5 % CPU per call under contention.)
 
-Messages the caller marks as priority (the handshake, cancellations) never wait in that
+Messages the caller marks as priority (the handshake, cancellations, the tool list a call
+whose fate is unknown needs to learn whether it may be re-sent) never wait in that
 FIFO: behind eight slow calls a re-handshake would wait for one of them to finish, and
 every call parked for the new session with it. They take a slot of a small lane of their
 own instead (``lane`` slots, FIFO among themselves). The lane is bounded because what
