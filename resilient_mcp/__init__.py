@@ -15,6 +15,9 @@ Quick start::
     async with resilient_mcp.connect(server, timeouts=resilient_mcp.Timeouts(request=10)):
         ...
 
+    with resilient_mcp.connect_sync(url) as client:  # from sync code: the same, blocking
+        print(client.call_tool("echo", {"text": "hi"}).text)
+
 Everything public is importable from here; modules whose names start with ``_`` are
 implementation details. Data models live in :mod:`resilient_mcp.types`; the test
 servers in :mod:`resilient_mcp.testing` (``pip install resilient-mcp[testing]``).
@@ -59,6 +62,7 @@ from ._outcome import ContentPart, ToolOutcome, ToolStatus
 from ._retry import RetryPolicy, disable_backoff
 from ._session import SessionState
 from ._stats import SessionStats
+from ._sync import SyncClient, connect_sync
 from ._targets import HTTPServer, StdioServer
 from ._toolbox import Toolbox, ToolSource, ToolSpec
 from ._versions import (
@@ -112,6 +116,7 @@ __all__ = [
     "SessionState",
     "SessionStats",
     "StdioServer",
+    "SyncClient",
     "Timeouts",
     "ToolError",
     "ToolOutcome",
@@ -125,5 +130,6 @@ __all__ = [
     "UsageError",
     "__version__",
     "connect",
+    "connect_sync",
     "disable_backoff",
 ]

@@ -1,0 +1,221 @@
+"""A private event loop on a thread of its own, running one async :class:`Client` from
+sync code: what :class:`~resilient_mcp.SyncClient` is built on.
+
+The loop is anyio's blocking portal. The client's whole life (enter, wait, exit) is one
+task in it, so it is entered and left in the same task as :class:`Client` requires;
+every call from a sync thread is a task of its own, cancelled if the calling thread is
+interrupted. Plain sync callbacks (progress, handlers) are adapted here to run in a
+worker thread, where they may block and may even call the sync client again.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import dataclasses
+import functools
+import inspect
+import threading
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
+from typing import Any, TypeVar, cast
+
+import anyio
+import anyio.to_thread
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+
+from ._client import Client
+from ._exceptions import ClientClosed, RequestCancelled, UsageError
+from ._handlers import Handlers, ProgressCallback
+from .types import Progress
+
+__all__ = ["LoopThread", "SyncProgressCallback", "async_handlers", "async_progress"]
+
+T = TypeVar("T")
+
+SyncProgressCallback = Callable[[Progress], None]
+"""A sync client's ``progress=`` callback may be a plain function (run in a worker
+thread, in order) as well as an async one."""
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 - an object with an async __call__
+    )
+
+
+# Set in the worker threads that run callbacks: a client closed from one cannot wait for
+# its own end (the end waits for the callback to return).
+_in_callback = threading.local()
+
+
+def _callback(fn: Callable[..., Any], *args: Any) -> Any:
+    _in_callback.active = True
+    try:
+        return fn(*args)
+    finally:
+        _in_callback.active = False
+
+
+def _in_worker(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    """``fn`` as an async callable: a plain function runs in a worker thread (it may
+    block, and may call the sync client: the loop keeps running meanwhile)."""
+
+    async def run(*args: Any) -> Any:
+        result = await anyio.to_thread.run_sync(functools.partial(_callback, fn, *args))
+        if inspect.isawaitable(result):  # a plain function that returned a coroutine
+            return await result
+        return result
+
+    return run
+
+
+def async_progress(
+    progress: ProgressCallback | SyncProgressCallback | None,
+) -> ProgressCallback | None:
+    """The progress callback the async client can await."""
+    if progress is None or _is_async(progress):
+        return cast(ProgressCallback | None, progress)
+    return _in_worker(progress)
+
+
+def async_handlers(handlers: Handlers | None) -> Handlers | None:
+    """``handlers`` with every plain function made awaitable (async ones are kept)."""
+    if handlers is None:
+        return None
+    changes: dict[str, Any] = {}
+    for field in dataclasses.fields(handlers):
+        handler = getattr(handlers, field.name)
+        if callable(handler) and not _is_async(handler):
+            changes[field.name] = _in_worker(handler)
+    return dataclasses.replace(handlers, **changes) if changes else handlers
+
+
+class LoopThread:
+    """One event-loop thread that keeps one :class:`Client` open between :meth:`start`
+    and :meth:`stop`, and runs calls on it for any thread."""
+
+    def __init__(self, client: Client, name: str) -> None:
+        self._client = client
+        self._name = name
+        self._portal_cm: AbstractContextManager[BlockingPortal] | None = None
+        self._portal: BlockingPortal | None = None
+        self._lifetime: concurrent.futures.Future[None] | None = None
+        self._stop: anyio.Event | None = None
+        self._loop_thread: int | None = None
+        # Held by whoever is stopping, so that every other stopper waits for the end.
+        self._stopping = threading.Lock()
+        self._stopped = False
+
+    def start(self) -> None:
+        """Start the thread and enter the client in it; return once it is open.
+
+        Raises:
+            MCPError: what entering the client raised (the thread is stopped again).
+            BaseException: a KeyboardInterrupt (or other signal) in the calling thread
+                cancels the opening, stops the thread and propagates.
+        """
+        portal_cm = start_blocking_portal(name=self._name)
+        self._portal = portal_cm.__enter__()
+        self._portal_cm = portal_cm
+        opened: concurrent.futures.Future[None] = concurrent.futures.Future()
+        try:
+            self._lifetime = self._portal.start_task_soon(self._live, opened)
+            opened.result()
+        except BaseException:
+            if self._lifetime is not None:
+                self._lifetime.cancel()  # opening interrupted: stop entering the client
+            self.stop()
+            raise
+
+    async def _live(self, opened: concurrent.futures.Future[None]) -> None:
+        """The client's whole life, in one task of the loop."""
+        self._loop_thread = threading.get_ident()
+        self._stop = anyio.Event()
+        try:
+            async with self._client:
+                opened.set_result(None)
+                await self._stop.wait()
+        except Exception as exc:
+            if opened.done():
+                raise  # raised on the way out: stop() reports it
+            opened.set_exception(exc)  # a failed opening, raised by start()
+        except BaseException:
+            if not opened.done():
+                opened.cancel()  # cancelled while opening: start() was interrupted
+            raise
+
+    def run(self, function: Callable[[], Awaitable[T]]) -> T:
+        """Run ``function()`` in the loop and return its result, from any other thread.
+
+        Raises:
+            ClientClosed: the loop is not running (any more).
+            RequestCancelled: the loop stopped before the call ended.
+            UsageError: called from the loop's own thread (an async handler).
+            MCPError: whatever the call raised.
+            BaseException: a KeyboardInterrupt (or other signal) in the calling thread
+                cancels the call, which cannot outlive it, and propagates.
+        """
+        portal = self._portal
+        if portal is None or self._stopped:
+            raise ClientClosed("the client is closed")
+        if threading.get_ident() == self._loop_thread:
+            raise UsageError(
+                "a SyncClient cannot be called from its own event loop (an async handler "
+                "or callback); give it a plain function, or use the async Client there"
+            )
+        try:
+            future = portal.start_task_soon(function)
+        except RuntimeError as exc:  # the portal stopped meanwhile
+            raise ClientClosed("the client is closed") from exc
+        try:
+            return future.result()
+        except concurrent.futures.CancelledError:
+            raise RequestCancelled("the client closed before the call ended") from None
+        except BaseException:
+            # KeyboardInterrupt, SystemExit from a signal handler, ...: the call must not
+            # go on without anyone waiting for it. (A no-op if it had just ended.)
+            future.cancel()
+            raise
+
+    def stop(self) -> None:
+        """Leave the client (ending its session, stopping a stdio server) and the loop,
+        and join the thread. Idempotent, and safe from any thread; from the loop's own
+        thread or a callback's, the end is only asked for (it cannot be waited for there:
+        it waits for them), and a later ``stop()`` elsewhere waits for it.
+
+        Raises:
+            MCPError: what leaving the client raised (a background task had failed).
+        """
+        with self._stopping:
+            if self._stopped:
+                return
+            portal, portal_cm, lifetime = self._portal, self._portal_cm, self._lifetime
+            if portal is None or portal_cm is None:
+                return
+            if threading.get_ident() == self._loop_thread:
+                # Garbage collected inside the loop itself: ask for the end, cannot wait.
+                if self._stop is not None:
+                    self._stop.set()
+                return
+            if getattr(_in_callback, "active", False):
+                # The end waits for this callback to return: ask for it, do not wait.
+                with contextlib.suppress(RuntimeError):
+                    if self._stop is not None:
+                        portal.call(self._stop.set)
+                return
+            try:
+                if self._stop is not None:
+                    portal.call(self._stop.set)
+                if lifetime is not None and not lifetime.cancelled():
+                    lifetime.exception()  # wait for the client to be left
+            except (RuntimeError, concurrent.futures.CancelledError):
+                pass  # the portal already stopped; the opening was cancelled
+            finally:
+                # Joins the thread: once back, no task, no thread and no child is left.
+                portal_cm.__exit__(None, None, None)
+                self._stopped = True
+            if lifetime is not None and not lifetime.cancelled():
+                error = lifetime.exception()
+                if error is not None:
+                    raise error
