@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -183,10 +182,6 @@ async def test_list_changed_is_seen_by_the_next_step() -> None:
             assert any(p.content == "late ok" for p in tool_messages(result))
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("resilient_mcp._host") is None,
-    reason="needs cross-task Client ownership (branch i11-owner), not yet on main",
-)
 @pytest.mark.anyio
 async def test_enter_in_one_task_exit_in_another_leaves_no_child(tmp_path: Path) -> None:
     record = tmp_path / "record"
