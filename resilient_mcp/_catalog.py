@@ -63,10 +63,6 @@ class Catalog:
             self.invalidate()
         self._generation = generation
 
-    def knows(self, name: str) -> bool:
-        """Whether the cached list has the tool (so its annotations are known)."""
-        return self._tools is not None and name in self._tools
-
     def on_notification(self, method: str, params: Mapping[str, Any]) -> None:
         if method == "notifications/tools/list_changed":
             self.invalidate()

@@ -102,6 +102,19 @@ class ContentPart:
             )
         return cls("unknown", block)
 
+    @property
+    def base64(self) -> str | None:
+        """The binary data as the server sent it (base64), for frameworks that want it
+        encoded: no second encoding of what ``data`` decoded."""
+        if self.data is None:
+            return None
+        block = self.block
+        if isinstance(block, ImageContent | AudioContent):
+            return block.data
+        if isinstance(block, EmbeddedResource) and isinstance(block.resource, BlobResourceContents):
+            return block.resource.blob
+        return None
+
     def describe(self) -> str:
         """A short text standing for this part where a framework takes text only."""
         if self.kind == "text":

@@ -214,6 +214,9 @@ class TestContentParts:
             "unknown",
         ]
         assert parts[1].data == png
+        assert parts[1].base64 == base64.b64encode(png).decode()
+        assert parts[3].base64 == base64.b64encode(b"x").decode()
+        assert parts[0].base64 is None
         assert parts[1].mime_type == "image/png"
         assert (parts[2].text, parts[2].uri) == ("body", "file:///a")
         assert parts[3].data == b"x"

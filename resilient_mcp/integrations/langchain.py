@@ -18,7 +18,6 @@ LangChain runs its callbacks with ``asyncio.gather``, so these tools run on asyn
 
 from __future__ import annotations
 
-import base64
 import contextvars
 from collections.abc import Callable, Collection, Mapping
 from types import TracebackType
@@ -162,8 +161,8 @@ def _block(part: ContentPart) -> ContentBlock:
     mime = part.mime_type or None
     if part.kind == "text":
         return create_text_block(part.text or "")
-    if part.kind in ("image", "audio", "resource") and part.data is not None:
-        data = base64.b64encode(part.data).decode("ascii")
+    data = part.base64
+    if part.kind in ("image", "audio", "resource") and data is not None:
         if part.kind == "image" or (mime or "").startswith("image/"):
             return create_image_block(base64=data, mime_type=mime or "image/png")
         return create_file_block(base64=data, mime_type=mime or "application/octet-stream")
