@@ -69,7 +69,11 @@ typecheck: $(STAMP)
 pytest: $(STAMP) peers
 	$(VENV)/bin/pytest
 
-test: lint typecheck pytest integrations
+# The main suite and the frameworks' (installs, then tests) run side by side: the
+# installs are network-bound and the main suite leaves the second core mostly idle.
+# Output is kept per target so the two logs do not interleave.
+test: lint typecheck
+	$(MAKE) --no-print-directory -j2 --output-sync=target pytest integrations
 
 # `make bench BASELINE=<rev>` also measures resilient_mcp as it was at <rev>, side by side.
 BASELINE ?=
