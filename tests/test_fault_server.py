@@ -324,19 +324,27 @@ async def test_go_in_band_code_0(anyio_backend: str, profile: Any) -> None:
         assert live.stats.tool_calls["increment"] == 1
 
 
-async def test_java_holds_early_requests(anyio_backend: str) -> None:
+async def test_java_streamable_serves_early_requests_and_acks_after_processing(
+    anyio_backend: str,
+) -> None:
     server = StrictServer(profile="java", handshake_delay=RACE_DELAY)
     async with running(server) as (live, client):
-        # Never initialized: no answer at all, until the client gives up.
+        # McpStreamableServerSession has no early gate: served before `initialized`.
         session_id = await open_session(client, live.url)
-        with anyio.move_on_after(0.2) as gave_up:
-            await post(client, live.url, tool_call("increment"), session_id)
-        assert gave_up.cancelled_caught
-        # Fired together with initialized: answered once the session is ready.
-        ack, answer = await naive_race(client, live.url, session_id, tool_call("increment"))
+        early = await post(client, live.url, tool_call("increment"), session_id)
+        assert early.status_code == 200
+        assert early.json()["result"]["content"][0]["text"] == "1"
+        # `initialized` is processed before its 202 (accept(...).block(), then 202).
+        ack = await post(client, live.url, INITIALIZED, session_id)
         assert ack.status_code == 202
-        assert answer.json()["result"]["content"][0]["text"] == "1"
-        assert live.stats.early_requests == 2
+        assert live.stats.initialized_notifications == 1
+        missing = await post(client, live.url, tool_call("increment"))
+        assert missing.status_code == 400
+        assert missing.json()["message"] == "Session ID required in mcp-session-id header"
+        gone = await post(client, live.url, tool_call("increment"), "stale")
+        assert gone.status_code == 404
+        assert gone.json()["jsonRpcError"]["code"] == -32603
+        assert live.stats.early_requests == 1
         assert live.stats.tool_calls["increment"] == 1
 
 

@@ -896,7 +896,17 @@ PROBE_ANSWERS: dict[str, tuple[int, JSON | str]] = {
         "Bad Request: Unsupported protocol version "
         "(supported versions: 2025-11-25,2025-06-18,2025-03-26,2024-11-05)\n",
     ),
-    "java": _GENERIC,
+    # java-sdk's servlet transport: any POST without a session id but `initialize`.
+    "java": (
+        400,
+        {
+            "jsonRpcError": {
+                "code": -32601,
+                "message": "Session ID required in mcp-session-id header",
+            },
+            "message": "Session ID required in mcp-session-id header",
+        },
+    ),
     "lsp-style": _GENERIC,
     "lenient": _GENERIC,
 }

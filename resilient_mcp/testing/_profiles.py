@@ -39,16 +39,16 @@ _TEXT: Final = "text/plain; charset=utf-8"
 #                Initialized right after responding; mcp 2.x `initialize_accepted`),
 #                go-sdk (`state.InitializeParams != nil`), the TypeScript transport
 #                (`_initialized` is set by the initialize POST itself).
-# "initialized": processing `notifications/initialized` (rmcp <= 1.3, Java, LSP-style).
+# "initialized": processing `notifications/initialized` (rmcp <= 1.3, LSP-style; Java
+#                counts what beats it but serves it).
 GateOn = Literal["initialize", "initialized"]
 
 # How a profile treats a request that is processed before its gate opens:
 # "in-band": a JSON-RPC error in an HTTP 200 answer; the session survives.
 # "http":    an HTTP error status (`early_answer`); the session survives.
 # "kill":    an HTTP error status (`early_answer`) and the session dies.
-# "hold":    no answer until the session is initialized (or the client gives up).
 # "serve":   no gate: the request is served.
-EarlyMode = Literal["in-band", "http", "kill", "hold", "serve"]
+EarlyMode = Literal["in-band", "http", "kill", "serve"]
 
 # How a profile treats a POST without a session id that is not `initialize`:
 # "answer":    `missing_answer`, nothing else.
@@ -257,7 +257,35 @@ _GO: Final = Dialect(
     ),
 )
 
-_JAVA: Final = Dialect(name="java", early="hold", gate_on="initialized")
+# java-sdk over Streamable HTTP (McpStreamableServerSession): no early gate. A request
+# after the `initialize` result is served at once (only its stdio and HTTP+SSE session,
+# McpServerSession, parks requests until `initialized`; this server does not serve Java
+# over those), and a notification is processed before its 202 (`accept(...).block()`,
+# then SC_ACCEPTED). HttpServletStreamableServerTransportProvider answers a missing id 400
+# and an unknown one 404, each with a serialized McpError: the bodies keep its code and
+# message, not the exception fields Jackson adds.
+_JAVA: Final = Dialect(
+    name="java",
+    early="serve",
+    gate_on="initialized",
+    missing_answer=HttpAnswer.json(
+        400,
+        {
+            "jsonRpcError": {
+                "code": -32601,
+                "message": "Session ID required in mcp-session-id header",
+            },
+            "message": "Session ID required in mcp-session-id header",
+        },
+    ),
+    gone=HttpAnswer.json(
+        404,
+        {
+            "jsonRpcError": {"code": -32603, "message": "Session not found"},
+            "message": "Session not found",
+        },
+    ),
+)
 
 _LSP: Final = Dialect(
     name="lsp-style",

@@ -19,7 +19,6 @@ from resilient_mcp.testing._asgi import (
     Disconnect,
     HeaderList,
     accepts,
-    cut_json,
     end_stream,
     read_body,
     send_chunk,
@@ -270,17 +269,7 @@ class StreamableHttp:
                 assert dialect.early_answer is not None
                 await self._parts.replies.answer(send, dialect.early_answer)
                 return
-            if dialect.early == "hold":
-                if not await self._hold(session, receive):
-                    return  # the client gave up
-                if session.ended:
-                    if session.dropped:
-                        await cut_json(send, b"")
-                    else:
-                        await self._answer_gone(send)
-                    return
-                early = False
-            elif dialect.early == "serve":
+            if dialect.early == "serve":
                 early = False
         await self._responder.respond(
             receive,
@@ -289,15 +278,6 @@ class StreamableHttp:
             lambda emit: self._protocol.run_request(session, message, emit, early=early),
             drop=fate.drop_number(method),
         )
-
-    async def _hold(self, session: Session, receive: Receive) -> bool:
-        """Wait until the session is initialized; False if the client left first."""
-        disconnect = Disconnect()
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(disconnect.watch, receive, tg.cancel_scope)
-            await session.ready.wait()
-            tg.cancel_scope.cancel()
-        return not disconnect.gone
 
     # -- GET and DELETE --------------------------------------------------------------
 
