@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 import resilient_mcp
-from resilient_mcp.testing import RunningServer, StrictServer, serve
+from resilient_mcp.testing import Profile, RunningServer, StrictServer, serve
 
 JSON = dict[str, Any]
 
@@ -658,9 +658,13 @@ async def test_handshake_delay_holds_the_202_where_processing_comes_first(
 
 
 @pytest.mark.anyio
-async def test_cancelled_request_stops_the_tool(anyio_backend: str) -> None:
+# mcp 2.x's Streamable HTTP transport answers REQUEST_CANCELLED; 1.x's dispatcher, 0.
+@pytest.mark.parametrize(("profile", "code"), [("python-sdk-2", -32800), ("python-sdk", 0)])
+async def test_cancelled_request_stops_the_tool(
+    anyio_backend: str, profile: Profile, code: int
+) -> None:
     async with (
-        serve(StrictServer(json_response=False)) as running,
+        serve(StrictServer(profile=profile, json_response=False)) as running,
         httpx.AsyncClient(timeout=10) as client,
     ):
         url = running.url
@@ -691,7 +695,7 @@ async def test_cancelled_request_stops_the_tool(anyio_backend: str) -> None:
         assert received[-1] == {
             "jsonrpc": "2.0",
             "id": "slow",
-            "error": {"code": 0, "message": "Request cancelled"},
+            "error": {"code": code, "message": "Request cancelled"},
         }
         assert len(received) < 100
 

@@ -279,8 +279,8 @@ class LegacyProtocol:
                 del session.in_flight[key]
         # Reached only when the scope was cancelled by us, not by a disconnect.
         if in_flight.reason == "cancelled":
-            # What the Python SDK 1.x answers for a request the client cancelled.
-            return error(request_id, 0, "Request cancelled")
+            # What the profile's server answers a request the client cancelled.
+            return error(request_id, self._dialect.cancelled_code, "Request cancelled")
         return None
 
     async def _dispatch(

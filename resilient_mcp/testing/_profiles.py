@@ -123,6 +123,10 @@ class Dialect:
     terminated: HttpAnswer | None = None
     """JSON response mode: what a request gets whose session ends while it is in flight
     (it may have run). None: the mcp 2.3 answer (`_TERMINATED`)."""
+    cancelled_code: int = 0
+    """The error code a request cancelled by the client is answered with: 0 in the
+    Python SDK 1.x dispatcher; mcp 2.x's Streamable HTTP transport answers -32800
+    (`_terminate_unanswered_request`), as the 2025 wire must end the request's stream."""
     header_versions: tuple[str, ...] | None = None
     """Servers that check the `MCP-Protocol-Version` header of every POST before they
     look at sessions (Go): the versions they accept. None: no such early check."""
@@ -152,6 +156,7 @@ _TERMINATED: Final = HttpAnswer.json(
 _PYTHON_2: Final = Dialect(
     name="python-sdk-2",
     early="in-band",
+    cancelled_code=-32800,
     gate_unknown=False,
     missing="discarded",
     ack_first=True,
