@@ -2,7 +2,9 @@
 
 Against the strict server (served from sync code by ``serve()``) and the stdio test
 server: the happy path, many threads at once, recovery and at-most-once on the default
-settings, timeouts, closing from another thread, a KeyboardInterrupt mid-call, and no
+settings (the adapters' done-when cases: two parallel calls under an expiring session,
+calls as the client opens, list_changed, a modern server, opened and closed in
+different threads), timeouts, closing from another thread, a KeyboardInterrupt, and no
 thread or child process left behind (also when nobody closes the client). Nothing
 sleeps to wait: tests wait on events (a progress callback, the server's own counters,
 a process's exit).
@@ -196,6 +198,82 @@ def test_a_hanging_call_is_bounded_by_its_timeout() -> None:
         with pytest.raises(RequestTimeout):
             client.call_tool("progress", {"steps": 1, "interval": 30}, timeout=1)
         assert client.call_tool("echo", {"text": "still fine"}).text == "still fine"
+
+
+def test_expiry_during_two_parallel_calls_costs_one_handshake() -> None:
+    # The adapters' case: a model step makes two side-effecting calls at once (here from
+    # two threads) and the session expires under them.
+    server = StrictServer(chaos=Chaos(expire_after_requests=2))
+    with serve(server) as running, resilient_mcp.connect_sync(running.url) as client:
+        client.list_tools()
+        before = running.stats.initialize_requests
+        with ThreadPoolExecutor(2) as pool:
+            results = list(pool.map(lambda key: client.call_tool("increment", {"key": key}), "ab"))
+        assert [result.isError for result in results] == [False, False]
+        assert running.stats.initialize_requests - before == 1
+    assert running.stats.executions["a"] == running.stats.executions["b"] == 1
+
+
+def test_calls_issued_as_the_client_opens_against_an_early_rejecting_server() -> None:
+    # An LSP-style server answers -32002 to anything processed before `initialized`,
+    # which takes it 0.3 s here: the calls wait for the handshake, none is early.
+    with serve(StrictServer(profile="lsp-style", handshake_delay=0.3)) as running:
+        with resilient_mcp.connect_sync(running.url) as client, ThreadPoolExecutor(8) as pool:
+            texts = list(
+                pool.map(lambda n: client.call_tool("echo", {"text": str(n)}).text, range(8))
+            )
+        assert texts == [str(n) for n in range(8)]
+    assert running.stats.tool_calls["echo"] == 8
+    assert running.stats.early_requests == 0
+
+
+def test_list_changed_is_seen_by_the_next_listing() -> None:
+    changed = threading.Event()
+
+    def on_notification(method: str, params: object) -> None:
+        if method == "notifications/tools/list_changed":
+            changed.set()
+
+    server = StrictServer()
+    handlers = Handlers(notification=on_notification)  # type: ignore[arg-type]
+    with (
+        serve(server) as running,
+        resilient_mcp.connect_sync(running.url, handlers=handlers) as client,
+    ):
+        assert "late" not in {tool.name for tool in client.list_tools()}
+        server.add_tool("late", text="late ok")
+        assert changed.wait(BOUND_S)
+        assert "late" in {tool.name for tool in client.list_tools()}
+        assert client.call_tool("late").text == "late ok"
+
+
+def test_opened_in_one_thread_closed_in_another_leaves_no_child() -> None:
+    with no_threads_left():
+        opened: list[SyncClient] = []
+        opener = threading.Thread(
+            target=lambda: opened.append(
+                resilient_mcp.connect_sync([sys.executable, SERVER]).open()
+            )
+        )
+        opener.start()
+        opener.join(BOUND_S)
+        (client,) = opened
+        assert client.call_tool("echo", {"text": "x"}).text == "x"
+        pid = stdio_pid(client)
+        closer = threading.Thread(target=client.close)
+        closer.start()
+        closer.join(BOUND_S)
+        assert not closer.is_alive()
+        assert reaped(pid)
+
+
+def test_a_modern_server_through_the_same_client() -> None:
+    with (
+        serve(StrictServer(era="modern")) as running,
+        resilient_mcp.connect_sync(running.url) as client,
+    ):
+        assert client.era == "modern"
+        assert client.call_tool("add", {"a": 1, "b": 1}).structuredContent == {"sum": 2}
 
 
 # --- closing, interrupting ----------------------------------------------------------------
