@@ -40,10 +40,15 @@ $(NODE_STAMP): package.json package-lock.json
 
 peers: $(STAMP126) $(NODE_STAMP)
 
-.venv-%/.installed: pyproject.toml tests/integrations/%/constraints.txt
+# An optional tests/integrations/<name>/requirements.txt adds test-only packages (e.g.
+# LangGraph beside langchain-core), under the same constraints.
+.SECONDEXPANSION:
+.venv-%/.installed: pyproject.toml tests/integrations/%/constraints.txt \
+		$$(wildcard tests/integrations/$$*/requirements.txt)
 	test -x .venv-$*/bin/python || $(PYTHON) -m venv .venv-$*
 	.venv-$*/bin/python -m pip install --quiet --disable-pip-version-check \
-		-e '.[testing,tests,lint,$(subst _,-,$*)]' -c tests/integrations/$*/constraints.txt
+		-e '.[testing,tests,lint,$(subst _,-,$*)]' -c tests/integrations/$*/constraints.txt \
+		$(addprefix -r ,$(wildcard tests/integrations/$*/requirements.txt))
 	touch $@
 
 # Each adapter's tests and strict typing, in its framework's environment. The installs

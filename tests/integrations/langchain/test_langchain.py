@@ -307,9 +307,6 @@ async def test_the_next_step_sees_a_tool_added_by_list_changed() -> None:
     assert first_text(fresh) == "hello"
 
 
-# Until cross-task ownership of a Client lands on main (branch i11-owner), leaving the
-# client from another task fails with asyncio's "exit cancel scope in a different task"
-# and leaks the child: not run until then (running it would leak into later tests).
 async def test_enter_in_one_task_exit_in_another_leaves_no_child() -> None:
     target = StdioServer(sys.executable, args=[str(STDIO_SERVER)])
     toolkit = ResilientMCPToolkit(target, timeouts=resilient_mcp.Timeouts(close=2))
