@@ -11,6 +11,7 @@ from typing import Any, Self
 import anyio
 
 from ._api import MCPMethods, Timeout
+from ._callbacks import async_handlers
 from ._catalog import Catalog
 from ._config import USE_CLIENT_DEFAULT
 from ._exceptions import ClientClosed
@@ -106,7 +107,7 @@ class Client(MCPMethods):
             wire,
             timeouts=opts.timeouts,
             limits=opts.limits,
-            handlers=opts.handlers,
+            handlers=async_handlers(opts.handlers),
             client_info=opts.client_info or Implementation(name="resilient-mcp", version=_VERSION),
             logger=self._log,
             retry=opts.retry,

@@ -7,9 +7,10 @@ rounds: both go through :func:`serve`.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias, TypeVar, cast
 
 from .types import (
     ClientCapabilities,
@@ -30,7 +31,12 @@ __all__ = [
     "ProgressCallback",
     "RPCFailure",
     "serve",
+    "settle",
 ]
+
+T = TypeVar("T")
+MaybeAwaitable: TypeAlias = Awaitable[T] | T
+"""A handler may be async or a plain function: a plain one runs in a worker thread."""
 
 ProgressCallback = Callable[[Progress], Awaitable[None]]
 """A call's ``progress=`` callback: receives each ``notifications/progress``, in order."""
@@ -43,7 +49,8 @@ INTERNAL_ERROR = -32603
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Handlers:
-    """Callbacks for what the server sends on its own. All are optional and async.
+    """Callbacks for what the server sends on its own. All are optional; each may be an
+    async function or a plain one (which runs in a worker thread, so it may block).
 
     A capability is advertised to the server only when its handler is given (a server
     may change behaviour when it sees one: server-filesystem replaces its allowed
@@ -58,11 +65,13 @@ class Handlers:
             specific handlers.
     """
 
-    sampling: Callable[[CreateMessageRequestParams], Awaitable[CreateMessageResult]] | None = None
-    elicitation: Callable[[ElicitRequestParams], Awaitable[ElicitResult]] | None = None
-    roots: Callable[[], Awaitable[list[Root]]] | None = None
-    log: Callable[[LoggingMessage], Awaitable[None]] | None = None
-    notification: Callable[[str, Mapping[str, Any]], Awaitable[None]] | None = None
+    sampling: Callable[[CreateMessageRequestParams], MaybeAwaitable[CreateMessageResult]] | None = (
+        None
+    )
+    elicitation: Callable[[ElicitRequestParams], MaybeAwaitable[ElicitResult]] | None = None
+    roots: Callable[[], MaybeAwaitable[list[Root]]] | None = None
+    log: Callable[[LoggingMessage], MaybeAwaitable[None]] | None = None
+    notification: Callable[[str, Mapping[str, Any]], MaybeAwaitable[None]] | None = None
 
     def listens(self) -> bool:
         """True if any handler would hear what the server sends outside a request."""
@@ -100,12 +109,21 @@ async def serve(handlers: Handlers, method: str, params: Mapping[str, Any]) -> d
     if method == "ping":
         return {}
     if method == "roots/list" and handlers.roots is not None:
-        roots = await handlers.roots()
+        roots = await settle(handlers.roots())
         return {"roots": [r.model_dump(exclude_none=True) for r in roots]}
     if method == "sampling/createMessage" and handlers.sampling is not None:
-        sampled = await handlers.sampling(CreateMessageRequestParams.model_validate(params))
+        sampled = await settle(handlers.sampling(CreateMessageRequestParams.model_validate(params)))
         return sampled.model_dump(exclude_none=True)
     if method == "elicitation/create" and handlers.elicitation is not None:
-        answer = await handlers.elicitation(ElicitRequestParams.model_validate(params))
+        answer = await settle(handlers.elicitation(ElicitRequestParams.model_validate(params)))
         return answer.model_dump(exclude_none=True)
     raise RPCFailure(METHOD_NOT_FOUND, f"Method not found: {method}")
+
+
+async def settle(value: MaybeAwaitable[T]) -> T:
+    """What a handler gave, awaited if it is awaitable. The clients make every handler
+    async (:func:`~resilient_mcp._callbacks.async_handlers`); this keeps the union
+    type of :class:`Handlers` honest where they are called."""
+    if inspect.isawaitable(value):
+        return await cast(Awaitable[T], value)
+    return value

@@ -13,12 +13,12 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import anyio.abc
 
-from ._handlers import Handlers
+from ._handlers import Handlers, MaybeAwaitable, settle
 from ._log import Logger
 from ._rpc import Rpc
 from ._served import ServerRequests
@@ -112,14 +112,14 @@ class Inbound:
             await self._run(method, handlers.log, lambda: LoggingMessage.model_validate(params))
         if handlers.notification is not None:
             try:
-                await handlers.notification(method, params)
+                await settle(handlers.notification(method, params))
             except Exception as exc:
                 self._log.error("handler.failed", method=method, error=repr(exc))
 
     async def _run(
-        self, method: str, handler: Callable[[_M], Awaitable[None]], parse: Callable[[], _M]
+        self, method: str, handler: Callable[[_M], MaybeAwaitable[None]], parse: Callable[[], _M]
     ) -> None:
         try:
-            await handler(parse())
+            await settle(handler(parse()))
         except Exception as exc:  # a user handler's bug (or bad params) must not kill us
             self._log.error("handler.failed", method=method, error=repr(exc))

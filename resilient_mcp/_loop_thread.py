@@ -4,91 +4,29 @@ sync code: what :class:`~resilient_mcp.SyncClient` is built on.
 The loop is anyio's blocking portal. The client's whole life (enter, wait, exit) is one
 task in it, so it is entered and left in the same task as :class:`Client` requires;
 every call from a sync thread is a task of its own, cancelled if the calling thread is
-interrupted. Plain sync callbacks (progress, handlers) are adapted here to run in a
-worker thread, where they may block and may even call the sync client again.
+interrupted. Plain sync callbacks run in worker threads (see ``_callbacks.py``).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import dataclasses
-import functools
-import inspect
 import threading
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
-from typing import Any, TypeVar, cast
+from typing import TypeVar
 
 import anyio
 import anyio.to_thread
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
+from ._callbacks import in_callback
 from ._client import Client
 from ._exceptions import ClientClosed, RequestCancelled, UsageError
-from ._handlers import Handlers, ProgressCallback
-from .types import Progress
 
-__all__ = ["LoopThread", "SyncProgressCallback", "async_handlers", "async_progress"]
+__all__ = ["LoopThread"]
 
 T = TypeVar("T")
-
-SyncProgressCallback = Callable[[Progress], None]
-"""A sync client's ``progress=`` callback may be a plain function (run in a worker
-thread, in order) as well as an async one."""
-
-
-def _is_async(fn: Callable[..., Any]) -> bool:
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-        getattr(fn, "__call__", None)  # noqa: B004 - an object with an async __call__
-    )
-
-
-# Set in the worker threads that run callbacks: a client closed from one cannot wait for
-# its own end (the end waits for the callback to return).
-_in_callback = threading.local()
-
-
-def _callback(fn: Callable[..., Any], *args: Any) -> Any:
-    _in_callback.active = True
-    try:
-        return fn(*args)
-    finally:
-        _in_callback.active = False
-
-
-def _in_worker(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
-    """``fn`` as an async callable: a plain function runs in a worker thread (it may
-    block, and may call the sync client: the loop keeps running meanwhile)."""
-
-    async def run(*args: Any) -> Any:
-        result = await anyio.to_thread.run_sync(functools.partial(_callback, fn, *args))
-        if inspect.isawaitable(result):  # a plain function that returned a coroutine
-            return await result
-        return result
-
-    return run
-
-
-def async_progress(
-    progress: ProgressCallback | SyncProgressCallback | None,
-) -> ProgressCallback | None:
-    """The progress callback the async client can await."""
-    if progress is None or _is_async(progress):
-        return cast(ProgressCallback | None, progress)
-    return _in_worker(progress)
-
-
-def async_handlers(handlers: Handlers | None) -> Handlers | None:
-    """``handlers`` with every plain function made awaitable (async ones are kept)."""
-    if handlers is None:
-        return None
-    changes: dict[str, Any] = {}
-    for field in dataclasses.fields(handlers):
-        handler = getattr(handlers, field.name)
-        if callable(handler) and not _is_async(handler):
-            changes[field.name] = _in_worker(handler)
-    return dataclasses.replace(handlers, **changes) if changes else handlers
 
 
 class LoopThread:
@@ -198,7 +136,7 @@ class LoopThread:
                 if self._stop is not None:
                     self._stop.set()
                 return
-            if getattr(_in_callback, "active", False):
+            if getattr(in_callback, "active", False):
                 # The end waits for this callback to return: ask for it, do not wait.
                 with contextlib.suppress(RuntimeError):
                     if self._stop is not None:

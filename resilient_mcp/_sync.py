@@ -14,15 +14,16 @@ import threading
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Self, TypeVar, cast
+from typing import Any, Self, TypeVar
 
 from ._api import Timeout
+from ._callbacks import SyncProgressCallback, async_progress
 from ._client import Client
 from ._config import USE_CLIENT_DEFAULT
 from ._exceptions import ClientClosed, MCPError
-from ._handlers import Handlers, ProgressCallback
+from ._handlers import ProgressCallback
 from ._log import default_logger
-from ._loop_thread import LoopThread, SyncProgressCallback, async_handlers, async_progress
+from ._loop_thread import LoopThread
 from ._options import ClientOptions, Unpack
 from ._retry import RetryPolicy
 from ._session import SessionState
@@ -92,12 +93,10 @@ class SyncClient:
     """
 
     def __init__(self, target: Target, /, **options: Unpack[ClientOptions]) -> None:
-        adapted: dict[str, Any] = dict(options)
-        if isinstance(adapted.get("handlers"), Handlers):
-            adapted["handlers"] = async_handlers(adapted["handlers"])
         # Made here, outside any loop (as connect() allows): option errors raise at once,
-        # and the session facts are readable before opening.
-        self._client = Client(target, **cast(ClientOptions, adapted))
+        # and the session facts are readable before opening. Plain-function handlers run
+        # in worker threads (the Client does that for both kinds of client).
+        self._client = Client(target, **options)
         self._loop = LoopThread(self._client, name=f"resilient-mcp-sync-{id(self):x}")
         self._state = _State.UNOPENED
         self._lock = threading.Lock()  # opening and closing

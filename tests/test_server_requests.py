@@ -9,6 +9,7 @@ that capabilities are advertised exactly for the handlers supplied.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -147,6 +148,30 @@ class TestAgainstStrictServer:
                 "content": {"name": "Ada", "asked": "Who?"},
             }
         assert running.stats.early_requests == 0
+
+    async def test_plain_function_handlers_run_in_a_worker_thread(self) -> None:
+        loop_thread = threading.get_ident()
+        threads: list[int] = []
+
+        def plain_sampler(params: CreateMessageRequestParams) -> CreateMessageResult:
+            threads.append(threading.get_ident())  # blocking here would not stall the loop
+            return CreateMessageResult(content=TextContent(text="plain"), model="m")
+
+        def plain_roots() -> list[Root]:
+            threads.append(threading.get_ident())
+            return [Root(uri="file:///plain")]
+
+        handlers = Handlers(sampling=plain_sampler, roots=plain_roots)
+        async with (
+            serve(StrictServer(json_response=False)) as running,
+            resilient_mcp.connect(running.url, handlers=handlers) as client,
+        ):
+            sampled = await client.call_tool("sample", {"prompt": "x"}, timeout=5)
+            listed = await client.call_tool("list_roots", timeout=5)
+        assert text_of(sampled) == "plain"
+        assert json.loads(text_of(listed)) == [{"uri": "file:///plain"}]
+        assert len(threads) == 2
+        assert loop_thread not in threads
 
     async def test_json_mode_first_call_can_be_asked_at_once(self) -> None:
         """In JSON mode the server can only ask on the GET stream: the very first call

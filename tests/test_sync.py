@@ -235,7 +235,7 @@ def test_list_changed_is_seen_by_the_next_listing() -> None:
             changed.set()
 
     server = StrictServer()
-    handlers = Handlers(notification=on_notification)  # type: ignore[arg-type]
+    handlers = Handlers(notification=on_notification)
     with (
         serve(server) as running,
         resilient_mcp.connect_sync(running.url, handlers=handlers) as client,
@@ -348,7 +348,7 @@ def test_plain_and_async_handlers_and_progress_callbacks() -> None:
     async def on_progress(update: Progress) -> None:
         updates.append(update.progress)
 
-    handlers = Handlers(sampling=sampler, roots=roots)  # type: ignore[arg-type]
+    handlers = Handlers(sampling=sampler, roots=roots)
     with (
         serve(StrictServer(json_response=False)) as running,
         no_threads_left(),
@@ -370,7 +370,7 @@ def test_a_plain_handler_may_call_the_client_back() -> None:
         holder[0].ping(timeout=5)  # from the handler's worker thread: the loop runs on
         return [Root(uri="file:///back", name="back")]
 
-    handlers = Handlers(roots=roots)  # type: ignore[arg-type]
+    handlers = Handlers(roots=roots)
     with (
         serve(StrictServer(json_response=False)) as running,
         no_threads_left(),
