@@ -11,7 +11,9 @@ reaches Google: the mock model needs no key and the server is on 127.0.0.1.
 from __future__ import annotations
 
 import os
+import socket
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +32,14 @@ from google.genai import types
 
 import resilient_mcp
 from resilient_mcp import Toolbox, ToolOutcome
+from resilient_mcp._config import USE_CLIENT_DEFAULT
 from resilient_mcp.integrations.google_adk import (
     ResilientMCPTool,
     ResilientToolset,
     response_of,
 )
 from resilient_mcp.testing import Chaos, StrictServer, serve
-from resilient_mcp.types import CallToolResult
+from resilient_mcp.types import CallToolResult, Tool
 
 pytestmark = [
     pytest.mark.anyio,
@@ -103,6 +106,13 @@ def responses(events: list[Event]) -> dict[str, dict[str, Any]]:
 
 def texts(response: dict[str, Any]) -> list[str]:
     return [block["text"] for block in response["content"] if block["type"] == "text"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:  # bound, then closed: nothing listens on it
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def reaped(pid: int) -> bool:
@@ -338,3 +348,62 @@ async def test_not_executed_schema_breach_and_meta_map_to_adk_responses() -> Non
     broken = response_of(ToolOutcome.of_error("t", breach))
     assert broken["isError"] is True
     assert "output schema" in broken["error"]
+
+
+class Namespaced:
+    """A ToolSource with ``origin()``, as a client group is: one member, "srv"."""
+
+    def __init__(self, client: resilient_mcp.Client) -> None:
+        self.client = client
+
+    async def list_tools(self, *, timeout: Any = USE_CLIENT_DEFAULT) -> list[Tool]:
+        tools = await self.client.list_tools(timeout=timeout)
+        return [tool.model_copy(update={"name": f"srv__{tool.name}"}) for tool in tools]
+
+    async def call_tool(
+        self,
+        name: str,
+        arguments: Mapping[str, Any] | None = None,
+        *,
+        timeout: Any = USE_CLIENT_DEFAULT,
+        progress: Any = None,
+    ) -> CallToolResult:
+        return await self.client.call_tool(
+            name.removeprefix("srv__"), arguments, timeout=timeout, progress=progress
+        )
+
+    def origin(self, name: str) -> tuple[str, str]:
+        return "srv", name.removeprefix("srv__")
+
+
+async def test_any_tool_source_with_namespaced_names_passes_through() -> None:
+    with serve(StrictServer()) as running:
+        async with resilient_mcp.connect(running.url) as client:
+            model = mock(step(("srv__echo", {"text": "hi"})))
+            events = await run(ResilientToolset(Namespaced(client)), model)
+    tool = model.requests[0].tools_dict["srv__echo"]
+    assert tool.custom_metadata is not None
+    assert tool.custom_metadata["server"] == "srv"
+    assert texts(responses(events)["srv__echo"]) == ["hi"]
+
+
+async def test_an_unreachable_server_leaves_the_other_toolsets_working() -> None:
+    with serve(StrictServer()) as running:
+        down = ResilientToolset(f"http://127.0.0.1:{free_port()}/mcp")  # nothing listens
+        up = ResilientToolset(running.url, tool_filter=["echo"])
+        model = mock(step(("echo", {"text": "hi"})))
+        agent = LlmAgent(name="agent", model=model, tools=[down, up])
+        async with InMemoryRunner(agent=agent) as runner:
+            session = await runner.session_service.create_session(
+                app_name=runner.app_name, user_id="user"
+            )
+            prompt = types.Content(role="user", parts=[types.Part(text="go")])
+            with anyio.fail_after(LIMIT_S):
+                events = [
+                    e
+                    async for e in runner.run_async(
+                        user_id="user", session_id=session.id, new_message=prompt
+                    )
+                ]
+    assert set(model.requests[0].tools_dict) == {"echo"}
+    assert texts(responses(events)["echo"]) == ["hi"]
