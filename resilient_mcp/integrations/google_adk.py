@@ -3,8 +3,9 @@
 :class:`ResilientToolset` is a ``google.adk.tools.base_toolset.BaseToolset`` over a
 :class:`resilient_mcp.Toolbox`, so an ``LlmAgent(tools=[...])`` gets the client's
 recovery and its at-most-once rule without ADK's own MCP layer (``McpToolset``, behind
-``google-adk[mcp]``, which pulls the ``mcp`` SDK). It keeps ``McpToolset``'s conventions: ``tool_filter`` (a
-list of names or a ``ToolPredicate``, applied to the server's names),
+``google-adk[mcp]``, which pulls the ``mcp`` SDK). It keeps ``McpToolset``'s
+conventions: ``tool_filter`` (a list of names or a ``ToolPredicate``, applied to the
+server's names),
 ``tool_name_prefix`` (``f"{prefix}_{name}"``, applied by ADK), ``require_confirmation``
 (a bool or a callable on the call's arguments, answered by ADK's confirmation gate),
 the function declaration built from the tool's JSON schemas unchanged
