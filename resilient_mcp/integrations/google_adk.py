@@ -5,12 +5,11 @@
 recovery and its at-most-once rule without ADK's own MCP layer (``McpToolset``, behind
 ``google-adk[mcp]``, which pulls the ``mcp`` SDK). It keeps ``McpToolset``'s
 conventions: ``tool_filter`` (a list of names or a ``ToolPredicate``, applied to the
-server's names),
-``tool_name_prefix`` (``f"{prefix}_{name}"``, applied by ADK), ``require_confirmation``
-(a bool or a callable on the call's arguments, answered by ADK's confirmation gate),
-the function declaration built from the tool's JSON schemas unchanged
-(``parameters_json_schema``, ``response_json_schema``) and results in ``McpTool``'s
-shape: the ``CallToolResult`` as a dict (``content``, ``structuredContent``,
+server's names), ``tool_name_prefix`` (``f"{prefix}_{name}"``, applied by ADK),
+``require_confirmation`` (a bool or a callable on the call's arguments, answered by
+ADK's confirmation gate), the function declaration built from the tool's JSON schemas
+unchanged (``parameters_json_schema``, ``response_json_schema``) and results in
+``McpTool``'s shape: the ``CallToolResult`` as a dict (``content``, ``structuredContent``,
 ``isError``, ``meta``).
 
 Outcomes are returned, never raised: ADK hands an exception from a tool to its
