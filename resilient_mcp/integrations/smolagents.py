@@ -538,8 +538,9 @@ class ResilientToolCollection:
         """A smolagents step callback: after a step in which a call may have run with no
         usable answer, interrupt the agent (``agent.interrupt()``), so the model gets no
         turn to call it again; ``agent.run()`` then raises smolagents' ``AgentError``
-        ("Agent interrupted."), and :attr:`unknown_effects` says which calls. Never
-        raises."""
+        ("Agent interrupted."), and :attr:`unknown_effects` says which calls. Every
+        such outcome of this collection's tools since the last step callback counts, so
+        give agents that run at the same time a collection each. Never raises."""
         with self._lock:
             unreported, self._unreported = self._unreported, []
         if unreported:
@@ -561,13 +562,16 @@ class ResilientToolCollection:
         except MCPError as exc:
             default_logger().warning("smolagents.refresh_failed", error=repr(exc))
             return
+        fresh = {tool.name: tool for tool in current}
         tools: dict[str, Any] = agent.tools
         for name, tool in list(tools.items()):
             if isinstance(tool, MCPTool) and tool._collection is self:
-                del tools[name]
-        for tool in current:
-            if tool.name not in tools:
-                tools[tool.name] = tool
+                if name in fresh:
+                    tools[name] = fresh[name]  # in place: the model's tool order stays
+                else:
+                    del tools[name]
+        for name, tool in fresh.items():
+            tools.setdefault(name, tool)  # never over one of the agent's own tools
 
 
 def load_tools(

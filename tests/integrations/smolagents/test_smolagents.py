@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from PIL import Image
-from smolagents import ToolCallingAgent  # type: ignore[import-untyped]
+from smolagents import CodeAgent, ToolCallingAgent  # type: ignore[import-untyped]
 from smolagents.memory import ActionStep  # type: ignore[import-untyped]
 from smolagents.models import (  # type: ignore[import-untyped]
     ChatMessage,
@@ -158,6 +158,27 @@ def test_happy_path_parallel_calls_native_results_and_structured_content() -> No
         # The collection never closes a client it was given.
         mcp.close()
         assert client.call_tool("echo", {"text": "still open"}).text == "still open"
+
+
+class CodeModel(Model):  # type: ignore[misc]  # smolagents is untyped
+    """A CodeAgent model: one code step that calls two tools and gives the answer."""
+
+    def generate(self, messages: list[Any], **kwargs: Any) -> ChatMessage:
+        code = "r = add(a=1, b=2)\nfinal_answer(f\"{r['sum']} {echo(text='x')}\")"
+        return ChatMessage(
+            role=MessageRole.ASSISTANT, content=f"Thought: go\n<code>\n{code}\n</code>"
+        )
+
+
+def test_code_agent_gets_structured_content_as_a_dict() -> None:
+    with serve(StrictServer()) as running, load_tools(running.url) as mcp:
+        agent = CodeAgent(
+            tools=mcp.tools,
+            model=CodeModel(model_id="code"),
+            step_callbacks=mcp.step_callbacks,
+            verbosity_level=LogLevel.OFF,
+        )
+        assert agent.run("go") == "3 x"
 
 
 # --- 2. session expiry during two parallel calls ----------------------------------------
