@@ -1,39 +1,35 @@
 """smolagents tools from an MCP server: :func:`load_tools`, :class:`ResilientToolCollection`.
 
-smolagents tools are sync: every tool is an :class:`MCPTool` (a ``smolagents.Tool``)
-whose ``forward(**kwargs)`` blocks on a :class:`resilient_mcp.SyncClient`, so the
-client's recovery and at-most-once rule hold without smolagents' own MCP layer
-(mcpadapt, whose ``mcp`` pin conflicts). It keeps mcpadapt's conventions: ``inputs``
-are the input schema's properties (each with the ``type`` and ``description`` smolagents
-requires), ``output_type="object"``, ``output_schema`` from the tool's ``outputSchema``
-and structured content returned as a dict (``structured_output=True``), images as PIL
-images. Names and descriptions are the server's; a name that is not a Python identifier
-(which smolagents refuses) is made one as mcpadapt does, and the server is called by its
-own name.
+Every tool is an :class:`MCPTool` (a ``smolagents.Tool``) whose sync ``forward`` blocks
+on a :class:`resilient_mcp.SyncClient`, without smolagents' MCP layer (mcpadapt, whose
+``mcp`` pin conflicts), in mcpadapt's conventions: ``inputs`` from the input schema's
+properties, ``output_type="object"``, ``output_schema`` and structured content as a dict
+(``structured_output=True``), images as PIL images, names made Python identifiers.
 
-Outcomes (:class:`resilient_mcp.ToolOutcome`): a tool error (``isError``) and a call
-that certainly did not run raise :class:`MCPToolError`, which smolagents feeds back to
-the model as a tool error (``AgentToolExecutionError``, "Please try again"). A call that
-may have run must not get that invitation, and smolagents has no terminal error for a
-tool (every exception a tool raises is fed back as "try again"), so its ``forward``
-returns a text that says the effect is unknown and never asks for a retry, and
-:meth:`ResilientToolCollection.stop_on_unknown_effect` (a step callback) ends the run
-with smolagents' own ``agent.interrupt()`` before the model gets another turn.
+A tool error (``isError``) and a call that certainly did not run raise
+:class:`MCPToolError`: smolagents' tool-error path, fed back with "Please try again".
+smolagents has no terminal error for a tool (every exception gets that invitation), so a
+call that may have run returns a text that says its effect is unknown and never asks for
+a retry, and the step callback :meth:`ResilientToolCollection.stop_on_unknown_effect`
+ends the run with ``agent.interrupt()`` before the model gets another turn.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import keyword
 import re
 import threading
 from collections.abc import Callable, Collection, Mapping
+from contextlib import suppress
 from io import BytesIO
-from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
+from PIL import Image  # smolagents' own dependency: its AgentImage wraps PIL images
 from smolagents import Tool  # type: ignore[import-untyped]
 
+from .. import types
 from .._api import Timeout
 from .._config import USE_CLIENT_DEFAULT
 from .._exceptions import ClientClosed, Execution, MCPError, UsageError
@@ -42,8 +38,6 @@ from .._options import ClientOptions, Unpack
 from .._outcome import ContentPart, ToolOutcome, ToolStatus
 from .._sync import SyncClient
 from .._toolbox import Target, ToolSpec
-from ..types import CallToolResult
-from ..types import Tool as MCPToolDefinition
 
 __all__ = [
     "MCPTool",
@@ -59,6 +53,8 @@ ToolFilter = Callable[[ToolSpec], bool] | Collection[str]
 
 # smolagents' AUTHORIZED_TYPES that a JSON Schema can name.
 _JSON_TYPES = frozenset({"string", "boolean", "integer", "number", "array", "object", "null"})
+_JSON_OF = {type(None): "null", bool: "boolean", int: "integer", float: "number"}
+_JSON_OF.update({list: "array", dict: "object"})
 
 
 @runtime_checkable
@@ -67,37 +63,28 @@ class SyncToolSource(Protocol):
     object with these two methods (a client group kept on a loop thread, once there is
     one; one with ``origin(name) -> (server, name)`` gets namespaced specs)."""
 
-    def list_tools(self, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> list[MCPToolDefinition]: ...
+    def list_tools(self, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> list[types.Tool]: ...
 
     def call_tool(
-        self,
-        name: str,
-        arguments: Mapping[str, Any] | None = None,
-        *,
-        timeout: Timeout = USE_CLIENT_DEFAULT,
-    ) -> CallToolResult: ...
+        self, name: str, arguments: Mapping[str, Any] | None = None, *, timeout: Timeout = ...
+    ) -> types.CallToolResult: ...
 
 
 class MCPToolError(MCPError):
-    """A tool call that did not succeed, raised in ``forward`` so that smolagents shows
-    it to the model as a tool error: the server's ``isError`` (``status ==
-    "tool_error"``, the server's text as the message) or a call that certainly did not
-    run (``"not_executed"``: the message says nothing changed).
+    """Raised in ``forward`` for smolagents' tool-error path: the server's ``isError``
+    (``status == "tool_error"``, its text) or a call that certainly did not run
+    (``"not_executed"``, the message says nothing changed).
 
     Attributes:
-        outcome: the outcome of the call.
-        status: its status.
-        error: the typed error behind it (None for the server's ``isError``).
+        outcome: the call's outcome (``status``, ``error``: None for ``isError``).
     """
 
     def __init__(self, outcome: ToolOutcome) -> None:
-        execution = (
-            Execution.NOT_EXECUTED if outcome.status == "not_executed" else Execution.EXECUTED
-        )
+        not_run = outcome.status == "not_executed"
+        execution = Execution.NOT_EXECUTED if not_run else Execution.EXECUTED
         super().__init__(outcome.message, method="tools/call", execution=execution)
         self.outcome = outcome
         self.status: ToolStatus = outcome.status
-        self.error = outcome.error
 
 
 def _identifier(name: str) -> str:
@@ -105,8 +92,7 @@ def _identifier(name: str) -> str:
     if name.isidentifier() and not keyword.iskeyword(name):
         return name
     fixed = re.sub(r"[^\w]", "", name.replace("-", "_")) or "_"
-    if fixed[0].isdigit():
-        fixed = f"_{fixed}"
+    fixed = f"_{fixed}" if fixed[0].isdigit() else fixed
     return f"{fixed}_" if keyword.iskeyword(fixed) else fixed
 
 
@@ -135,37 +121,15 @@ def _type_of(schema: Mapping[str, Any]) -> str | list[str]:
     if isinstance(declared, list) and declared and all(t in _JSON_TYPES for t in declared):
         return list(declared)
     branches = schema.get("anyOf") or schema.get("oneOf")
-    if isinstance(branches, list):
-        kinds: list[str] = []
-        for branch in branches:
-            kind = _type_of(branch) if isinstance(branch, Mapping) else "any"
-            for one in [kind] if isinstance(kind, str) else kind:
-                if one == "any":
-                    return "any"
-                if one not in kinds:
-                    kinds.append(one)
-        if kinds:
-            return kinds[0] if len(kinds) == 1 else kinds
+    kinds: list[str] = []
+    for branch in branches if isinstance(branches, list) else ():
+        kind = _type_of(branch) if isinstance(branch, Mapping) else "any"
+        kinds += [one for one in ([kind] if isinstance(kind, str) else kind) if one not in kinds]
+    if kinds and "any" not in kinds:
+        return kinds[0] if len(kinds) == 1 else kinds
     values = schema.get("enum", [schema["const"]] if "const" in schema else None)
-    if isinstance(values, list) and values:
-        found = {_json_type(value) for value in values}
-        if len(found) == 1:
-            return found.pop()
-    return "any"
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, list):
-        return "array"
-    return "object" if isinstance(value, dict) else "string"
+    found = {_JSON_OF.get(type(value), "string") for value in values or ()}
+    return found.pop() if isinstance(values, list) and len(found) == 1 else "any"
 
 
 def _inputs(schema: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -194,24 +158,19 @@ def _inputs(schema: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return inputs
 
 
-def _accepts_null(schema: Mapping[str, Any]) -> bool:
-    kind = _type_of(schema)
-    return kind == "any" or kind == "null" or (isinstance(kind, list) and "null" in kind)
+def _accepts_null(schema: Any) -> bool:
+    kind = _type_of(schema) if isinstance(schema, Mapping) else "any"
+    return kind in ("any", "null") or (isinstance(kind, list) and "null" in kind)
 
 
 def _part_value(part: ContentPart, structured_output: bool) -> Any:
     if part.kind == "text":
         text = part.text or ""
         if structured_output and text.startswith(("[", "{")):
-            # As mcpadapt's structured_output: JSON text becomes the object it encodes.
-            try:
+            with suppress(ValueError):  # as mcpadapt's structured_output: JSON is parsed
                 return json.loads(text)
-            except ValueError:
-                pass
         return text
     if part.kind == "image" and part.data is not None:
-        from PIL import Image  # smolagents' own dependency, for its AgentImage
-
         try:
             image = Image.open(BytesIO(part.data))
             image.load()
@@ -239,12 +198,8 @@ def result_of(outcome: ToolOutcome, *, structured_output: bool = True) -> Any:
 
 
 class MCPTool(Tool):  # type: ignore[misc]  # smolagents is untyped
-    """One MCP tool as a ``smolagents.Tool``; made by :class:`ResilientToolCollection`.
-
-    Attributes:
-        spec: the tool as the server listed it (``spec.name`` is the name it is called
-            by on the server).
-    """
+    """One MCP tool as a ``smolagents.Tool``, made by :class:`ResilientToolCollection`;
+    ``spec`` is the tool as the server listed it (``spec.name``: its name there)."""
 
     skip_forward_signature_validation = True  # forward(**kwargs), as mcpadapt's tools
     output_type = "object"
@@ -253,33 +208,23 @@ class MCPTool(Tool):  # type: ignore[misc]  # smolagents is untyped
         self.name = _identifier(spec.name)
         self.description = spec.description
         self.inputs = _inputs(spec.input_schema)
-        self.output_schema = (
-            dict(spec.output_schema)
-            if collection.structured_output and spec.output_schema
-            else None
-        )
+        output = spec.output_schema if collection.structured_output else None
+        self.output_schema = dict(output) if output else None
         self.spec = spec
         self._collection = collection
-        self._schemas = {
-            key: value
-            for key, value in (spec.input_schema.get("properties") or {}).items()
-            if isinstance(value, Mapping)
-        }
+        self._schemas: Mapping[str, Any] = spec.input_schema.get("properties") or {}
         super().__init__()  # then smolagents validates name, inputs and output_type
         self.is_initialized = True
-
-    def __repr__(self) -> str:
-        return f"<MCPTool {self.name!r}>"
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """Call the tool on the server.
 
         Raises:
             MCPToolError: the tool reported an error, or certainly did not run.
-            TypeError: positional arguments smolagents cannot have meant.
-            UsageError: the client is closed (``ClientClosed``).
+            TypeError: positional arguments that name no input.
+            UsageError: ``ClientClosed``: the client is closed.
         """
-        if args:
+        if args:  # a CodeAgent may pass one dict, or its only input, positionally
             if len(args) == 1 and not kwargs and isinstance(args[0], Mapping):
                 kwargs = dict(args[0])
             elif len(args) == 1 and not kwargs and len(self.inputs) == 1:
@@ -308,34 +253,21 @@ def _accepts(tool_filter: ToolFilter | None) -> Callable[[ToolSpec], bool]:
     return lambda spec: spec.name in names
 
 
-def _is_async(source: object) -> bool:
-    import inspect
-
-    return inspect.iscoroutinefunction(getattr(source, "call_tool", None))
-
-
 class ResilientToolCollection:
-    """The tools of an MCP server as smolagents tools, with smolagents' step callbacks
-    that stop a run on an unknown effect and show the model tools added meanwhile.
+    """An MCP server's tools for smolagents, and the step callbacks that stop a run on
+    an unknown effect and offer the model tools added meanwhile (see :func:`load_tools`).
 
     ``source`` is a :class:`~resilient_mcp.SyncClient` (or another
     :class:`SyncToolSource`), never closed here; or a target ``connect_sync()`` accepts
-    (a URL, a command, an ``mcpServers`` entry; ``**options`` go to the client), whose
-    client this collection owns: it connects on first use (or ``with``) and closes on
-    :meth:`close` or leaving the block. Use it as :func:`load_tools` makes it::
-
-        with load_tools("http://127.0.0.1:8000/mcp") as mcp:
-            agent = ToolCallingAgent(
-                tools=mcp.tools, model=model, step_callbacks=mcp.step_callbacks
-            )
-            agent.run("...")
+    (with its ``**options``), whose client this collection owns: it connects on first
+    use (or ``with``) and closes on :meth:`close` or leaving the block.
 
     Args:
         source: where the tools come from.
         timeout: each call's deadline (default: the client's).
         tool_filter: the tools to keep (a predicate on the spec, or server names).
-        structured_output: give each tool its ``output_schema`` and return structured
-            content as a dict, as smolagents' ``structured_output=True`` does.
+        structured_output: ``output_schema`` and structured content as a dict, as
+            smolagents' ``structured_output=True``.
 
     Raises:
         UsageError: (at construction) an async client (use ``connect_sync``), options
@@ -352,11 +284,8 @@ class ResilientToolCollection:
         structured_output: bool = True,
         **options: Unpack[ClientOptions],
     ) -> None:
-        if _is_async(source):
-            raise UsageError(
-                "smolagents tools are sync: give a resilient_mcp.SyncClient "
-                "(connect_sync), or a target for the collection to connect to"
-            )
+        if inspect.iscoroutinefunction(getattr(source, "call_tool", None)):
+            raise UsageError("smolagents tools are sync: give a SyncClient, or a target")
         if isinstance(source, SyncToolSource):
             if options:
                 raise UsageError("options are for a target the collection connects to itself")
@@ -364,59 +293,45 @@ class ResilientToolCollection:
             self._owned: SyncClient | None = None
         else:
             self._target, self._options = source, options
-            self._owned = SyncClient(source, **options)
-            self._source = self._owned
+            self._owned = self._source = SyncClient(source, **options)
         self.timeout = timeout
         self.structured_output = structured_output
         self._accepts = _accepts(tool_filter)
         self._lock = threading.Lock()  # opening, closing, the tool cache, the effects
-        self._opened = False
-        self._closed = False
+        self._opened = self._closed = False
         self._built: dict[str, tuple[ToolSpec, MCPTool]] = {}
         self._tools: list[MCPTool] | None = None
         self._unknown: list[ToolOutcome] = []
-        self._unreported: list[ToolOutcome] = []
+        self._reported = 0  # how many of them a step callback has seen
 
     def __repr__(self) -> str:
-        return f"<ResilientToolCollection {self._source!r} owned={self.owns_client}>"
+        return f"<ResilientToolCollection {self._source!r} owned={self._owned is not None}>"
 
     @property
     def client(self) -> SyncToolSource:
-        """The client the tools call through."""
+        """The client the tools call through (made by this collection for a target)."""
         return self._source
 
     @property
-    def owns_client(self) -> bool:
-        """Whether this collection made its client (and so closes it)."""
-        return self._owned is not None
-
-    @property
     def tools(self) -> list[MCPTool]:
-        """The tools as last loaded (by :func:`load_tools`, ``with`` or :meth:`get_tools`).
-
-        Raises:
-            UsageError: they were never loaded.
-        """
+        """The tools as last loaded (by :func:`load_tools`, ``with`` or :meth:`get_tools`);
+        UsageError if they never were."""
         if self._tools is None:
             raise UsageError("no tools loaded: use `with` or call get_tools() first")
         return list(self._tools)
 
     @property
     def unknown_effects(self) -> list[ToolOutcome]:
-        """Every ``maybe_executed`` outcome so far: calls that may have run, whose
-        effect is unknown (what :meth:`stop_on_unknown_effect` stops a run for)."""
+        """Every ``maybe_executed`` outcome so far: calls that may have run, effect unknown."""
         with self._lock:
             return list(self._unknown)
-
-    # --- lifecycle ---------------------------------------------------------------------------
 
     def open(self) -> Self:
         """Connect the client this collection owns (nothing for one given to it).
 
         Raises:
             ClientClosed: the collection was closed.
-            MCPError: connecting failed (ConnectError, HandshakeError, ...); the next
-                use tries again with a fresh client.
+            MCPError: connecting failed (ConnectError, ...); the next use tries again.
         """
         with self._lock:
             if self._closed:
@@ -425,17 +340,15 @@ class ResilientToolCollection:
                 return self
             try:
                 self._owned.open()
-            except MCPError:
-                # A SyncClient opens once: the next use tries again with a fresh one.
-                self._owned = SyncClient(self._target, **self._options)
-                self._source = self._owned
+            except MCPError:  # a SyncClient opens once: the next use gets a fresh one
+                self._owned = self._source = SyncClient(self._target, **self._options)
                 raise
             self._opened = True
         return self
 
     def close(self) -> None:
-        """Close the client this collection owns, from any thread; a client given to it
-        stays open. Idempotent.
+        """Close the client this collection owns, from any thread (one given to it stays
+        open). Idempotent.
 
         Raises:
             ClientClosed: a background task of the client had failed (as its cause).
@@ -457,20 +370,12 @@ class ResilientToolCollection:
             raise
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    # --- tools ---------------------------------------------------------------------------------
-
     def get_tools(self) -> list[MCPTool]:
-        """Reload the tools from the client's cache (which the server's ``list_changed``
-        and every new session refresh); a tool whose spec did not change is the same
-        object as before.
+        """Reload the tools from the client's cache (refreshed by ``list_changed`` and
+        every new session); a tool whose spec is unchanged stays the same object.
 
         Raises:
             ClientClosed: the client (or the collection) is closed.
@@ -483,20 +388,15 @@ class ResilientToolCollection:
             built: dict[str, tuple[ToolSpec, MCPTool]] = {}
             names: set[str] = set()
             for listed_tool in listed:
-                if callable(origin):
-                    server, original = origin(listed_tool.name)
-                    spec = ToolSpec.of(listed_tool, server=server, original_name=original)
-                else:
-                    spec = ToolSpec.of(listed_tool)
+                server, original = origin(listed_tool.name) if callable(origin) else (None, None)
+                spec = ToolSpec.of(listed_tool, server=server, original_name=original)
                 if not self._accepts(spec):
                     continue
                 known = self._built.get(spec.name)
                 tool = known[1] if known and known[0] == spec else MCPTool(self, spec)
-                if tool.name in names:
-                    default_logger().warning(
-                        "smolagents.duplicate_tool_name", tool=spec.name, name=tool.name
-                    )
-                    continue  # smolagents needs unique names: the first one stays
+                if tool.name in names:  # smolagents needs unique names: the first stays
+                    default_logger().warning("smolagents.duplicate_tool", tool=spec.name)
+                    continue
                 names.add(tool.name)
                 built[spec.name] = (spec, tool)
             self._built = built
@@ -504,12 +404,11 @@ class ResilientToolCollection:
             return list(self._tools)
 
     def call(self, name: str, arguments: Mapping[str, Any] | None = None) -> ToolOutcome:
-        """Call the tool ``name`` (its server name) and return its outcome; what the
-        server or the network did is in the outcome, never raised.
+        """Call the tool ``name`` (its server name): what the server or the network did
+        is in the outcome, never raised.
 
         Raises:
-            UsageError: a programming error, and ClientClosed (a subclass) once the
-                client is closed.
+            UsageError: a programming error; ClientClosed (a subclass) once closed.
         """
         try:
             self.open()
@@ -523,10 +422,7 @@ class ResilientToolCollection:
         if outcome.terminal:
             with self._lock:
                 self._unknown.append(outcome)
-                self._unreported.append(outcome)
         return outcome
-
-    # --- smolagents step callbacks ---------------------------------------------------------
 
     @property
     def step_callbacks(self) -> list[Callable[..., None]]:
@@ -535,14 +431,13 @@ class ResilientToolCollection:
         return [self.stop_on_unknown_effect, self.refresh_agent_tools]
 
     def stop_on_unknown_effect(self, memory_step: Any, agent: Any) -> None:
-        """A smolagents step callback: after a step in which a call may have run with no
-        usable answer, interrupt the agent (``agent.interrupt()``), so the model gets no
-        turn to call it again; ``agent.run()`` then raises smolagents' ``AgentError``
-        ("Agent interrupted."), and :attr:`unknown_effects` says which calls. Every
-        such outcome of this collection's tools since the last step callback counts, so
-        give agents that run at the same time a collection each. Never raises."""
+        """A step callback: after a step in which a call may have run with no usable
+        answer, ``agent.interrupt()``: the model gets no turn to call it again, and
+        ``agent.run()`` raises smolagents' ``AgentError`` ("Agent interrupted."). Any such
+        outcome since the last callback counts: give agents running at once a collection
+        each. Never raises."""
         with self._lock:
-            unreported, self._unreported = self._unreported, []
+            unreported, self._reported = self._unknown[self._reported :], len(self._unknown)
         if unreported:
             default_logger().warning(
                 "smolagents.unknown_effect_stops_run", tools=[o.tool for o in unreported]
@@ -550,11 +445,10 @@ class ResilientToolCollection:
             agent.interrupt()
 
     def refresh_agent_tools(self, memory_step: Any, agent: Any) -> None:
-        """A smolagents step callback: bring this collection's tools in ``agent.tools``
-        up to date with the server's list, so the next step offers the model a tool
-        added meanwhile (and no longer one removed). The agent's other tools are left as
-        they are. A list that cannot be fetched now leaves the tools as they were (the
-        calls report their own failures). Never raises."""
+        """A step callback: bring this collection's tools in ``agent.tools`` up to date
+        with the server's list, so the next step offers a tool added meanwhile (and not
+        one removed); other tools stay, and so do these if the list cannot be had now
+        (calls report their own failures). Never raises."""
         try:
             current = self.get_tools()
         except ClientClosed:
@@ -583,28 +477,24 @@ def load_tools(
     structured_output: bool = True,
     **options: Unpack[ClientOptions],
 ) -> ResilientToolCollection:
-    """Connect (for a target) and load the server's tools now, as smolagents'
-    ``ToolCollection.from_mcp`` does: ``with load_tools(url) as mcp: ... mcp.tools``.
+    """Connect (for a target) and load the tools now, as ``ToolCollection.from_mcp``::
 
-    Given a :class:`~resilient_mcp.SyncClient`, the collection never closes it; given
-    a target, it owns its client and closes it on leaving the ``with`` block (or on
-    ``close()``). The arguments are :class:`ResilientToolCollection`'s.
+        with load_tools("http://127.0.0.1:8000/mcp") as mcp:
+            agent = ToolCallingAgent(tools=mcp.tools, model=..., step_callbacks=mcp.step_callbacks)
+
+    A :class:`~resilient_mcp.SyncClient` given is never closed; a target's client is
+    closed on leaving the block (or ``close()``). Arguments: :class:`ResilientToolCollection`.
 
     Raises:
         UsageError: an async client, options with a client, a bad target or filter.
         ConnectError, HandshakeError, ...: connecting failed (nothing is left open).
         MCPError: the tool list could not be fetched (typed as the failure).
     """
-    collection = ResilientToolCollection(
+    made = ResilientToolCollection(
         source,
         timeout=timeout,
         tool_filter=tool_filter,
         structured_output=structured_output,
         **options,
     )
-    try:
-        collection.get_tools()
-    except BaseException:
-        collection.close()
-        raise
-    return collection
+    return made.__enter__()  # loads the tools; closes what it opened if that fails
