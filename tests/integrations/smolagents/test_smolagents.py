@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from PIL import Image
 from smolagents import CodeAgent, ToolCallingAgent  # type: ignore[import-untyped]
+from smolagents import Tool as SmolTool
 from smolagents.memory import ActionStep  # type: ignore[import-untyped]
 from smolagents.models import (  # type: ignore[import-untyped]
     ChatMessage,
@@ -93,9 +94,8 @@ class ScriptedModel(Model):  # type: ignore[misc]  # smolagents is untyped
 
 def agent_for(model: ScriptedModel, mcp: ResilientToolCollection, **kwargs: Any) -> Any:
     kwargs.setdefault("step_callbacks", mcp.step_callbacks)
-    return ToolCallingAgent(
-        tools=mcp.tools, model=model, verbosity_level=LogLevel.OFF, max_steps=5, **kwargs
-    )
+    kwargs.setdefault("tools", mcp.tools)
+    return ToolCallingAgent(model=model, verbosity_level=LogLevel.OFF, max_steps=5, **kwargs)
 
 
 def action_steps(agent: Any) -> list[Any]:
@@ -422,6 +422,31 @@ def test_calls_use_the_server_name_and_drop_nulls_the_schema_refuses() -> None:
     (tool,) = mcp.tools
     assert tool(city="Paris", unit=None, sanitize_inputs_outputs=True) == "called"
     assert source.calls == [("get-weather", {"city": "Paris"})]
+
+
+class OwnTool(SmolTool):  # type: ignore[misc]  # smolagents is untyped
+    name = "own"
+    description = "The agent's own tool."
+    inputs: dict[str, Any] = {}  # noqa: RUF012 - smolagents' class attribute
+    output_type = "string"
+
+    def forward(self) -> str:
+        return "own"
+
+
+def test_refresh_keeps_the_agents_own_tools_and_unchanged_tool_objects() -> None:
+    def listed(name: str) -> Tool:
+        return Tool.model_validate({"name": name, "inputSchema": {"type": "object"}})
+
+    source = _Listed([listed("a"), listed("b")])
+    mcp = load_tools(source)
+    kept = {tool.name: tool for tool in mcp.tools}["b"]
+    agent = agent_for(ScriptedModel(), mcp, tools=[*mcp.tools, OwnTool()])
+    source.tools = [listed("b"), listed("c"), listed("own")]
+    mcp.refresh_agent_tools(None, agent)
+    assert list(agent.tools) == ["b", "own", "final_answer", "c"]
+    assert agent.tools["b"] is kept  # same spec, same tool
+    assert isinstance(agent.tools["own"], OwnTool)  # never replaced by a server's tool
 
 
 def test_sources_the_collection_refuses() -> None:
