@@ -17,12 +17,10 @@ ends the run with ``agent.interrupt()`` before the model gets another turn.
 from __future__ import annotations
 
 import inspect
-import json
 import keyword
 import re
 import threading
 from collections.abc import Callable, Collection, Mapping
-from contextlib import suppress
 from io import BytesIO
 from typing import Any, Protocol, Self, runtime_checkable
 
@@ -163,13 +161,9 @@ def _accepts_null(schema: Any) -> bool:
     return kind in ("any", "null") or (isinstance(kind, list) and "null" in kind)
 
 
-def _part_value(part: ContentPart, structured_output: bool) -> Any:
+def _part_value(part: ContentPart) -> Any:
     if part.kind == "text":
-        text = part.text or ""
-        if structured_output and text.startswith(("[", "{")):
-            with suppress(ValueError):  # as mcpadapt's structured_output: JSON is parsed
-                return json.loads(text)
-        return text
+        return part.text or ""
     if part.kind == "image" and part.data is not None:
         try:
             image = Image.open(BytesIO(part.data))
@@ -193,7 +187,7 @@ def result_of(outcome: ToolOutcome, *, structured_output: bool = True) -> Any:
     if structured_output and outcome.structured is not None:
         return dict(outcome.structured)
     if len(outcome.parts) == 1:
-        return _part_value(outcome.parts[0], structured_output)
+        return _part_value(outcome.parts[0])
     return outcome.message
 
 
@@ -243,14 +237,16 @@ class MCPTool(Tool):  # type: ignore[misc]  # smolagents is untyped
 
 
 def _accepts(tool_filter: ToolFilter | None) -> Callable[[ToolSpec], bool]:
-    if tool_filter is None:
-        return lambda spec: True
-    if callable(tool_filter):
-        return tool_filter
     if isinstance(tool_filter, str):
         raise UsageError("tool_filter is a collection of names, not one name")
+    if tool_filter is None or callable(tool_filter):
+        return tool_filter or (lambda spec: True)
     names = frozenset(tool_filter)
     return lambda spec: spec.name in names
+
+
+def _left_out(spec: ToolSpec, reason: str) -> None:
+    default_logger().warning("smolagents.tool_left_out", tool=spec.name, reason=reason)
 
 
 class ResilientToolCollection:
@@ -393,9 +389,13 @@ class ResilientToolCollection:
                 if not self._accepts(spec):
                     continue
                 known = self._built.get(spec.name)
-                tool = known[1] if known and known[0] == spec else MCPTool(self, spec)
+                try:
+                    tool = known[1] if known and known[0] == spec else MCPTool(self, spec)
+                except Exception as exc:  # smolagents' own checks raise bare Exceptions
+                    _left_out(spec, repr(exc))
+                    continue
                 if tool.name in names:  # smolagents needs unique names: the first stays
-                    default_logger().warning("smolagents.duplicate_tool", tool=spec.name)
+                    _left_out(spec, f"a tool named {tool.name!r} came first")
                     continue
                 names.add(tool.name)
                 built[spec.name] = (spec, tool)

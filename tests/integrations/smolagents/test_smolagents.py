@@ -438,8 +438,10 @@ def test_refresh_keeps_the_agents_own_tools_and_unchanged_tool_objects() -> None
     def listed(name: str) -> Tool:
         return Tool.model_validate({"name": name, "inputSchema": {"type": "object"}})
 
-    source = _Listed([listed("a"), listed("b")])
+    source = _Listed([listed("a"), listed("b"), listed("a-b"), listed("a_b")])
     mcp = load_tools(source)
+    # smolagents needs unique identifiers: "a-b" becomes "a_b", and the real "a_b" is left out.
+    assert [(tool.name, tool.spec.name) for tool in mcp.tools][2:] == [("a_b", "a-b")]
     kept = {tool.name: tool for tool in mcp.tools}["b"]
     agent = agent_for(ScriptedModel(), mcp, tools=[*mcp.tools, OwnTool()])
     source.tools = [listed("b"), listed("c"), listed("own")]
@@ -492,8 +494,10 @@ def test_results_map_to_smolagents_values() -> None:
     )
     assert result_of(ToolOutcome.of_result("t", mixed)).startswith("look\n[audio audio/wav")
     as_json = CallToolResult.model_validate({"content": [{"type": "text", "text": '{"a": 1}'}]})
-    assert result_of(ToolOutcome.of_result("t", as_json)) == {"a": 1}
-    assert result_of(ToolOutcome.of_result("t", as_json), structured_output=False) == '{"a": 1}'
+    assert result_of(ToolOutcome.of_result("t", as_json)) == '{"a": 1}'  # text stays text
+    structured = as_json.model_copy(update={"structuredContent": {"a": 1}})
+    assert result_of(ToolOutcome.of_result("t", structured)) == {"a": 1}
+    assert result_of(ToolOutcome.of_result("t", structured), structured_output=False) == '{"a": 1}'
     refused = ToolOutcome.of_error("t", resilient_mcp.ConnectError("refused"))
     with pytest.raises(MCPToolError, match="did not run, so nothing changed") as caught:
         result_of(refused)
