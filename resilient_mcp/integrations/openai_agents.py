@@ -136,13 +136,15 @@ def stop_on_unknown_effect(
     """A ``tool_use_behavior`` that ends the run at a call whose effect is unknown.
 
     ``Agent(..., tool_use_behavior=stop_on_unknown_effect)``: when any tool call of the
-    step may have run without a usable answer, the run ends with that call's output
-    (the text saying so) as its final output, and the model gets no turn in which to
+    step may have run without a usable answer, the run ends with that call's text (which
+    says so) as its final output, and the model gets no turn in which to
     call it again; otherwise the model runs again, as by default. Never raises.
     """
     for result in results:
         if is_terminal(result.run_item):
-            return ToolsToFinalOutputResult(is_final_output=True, final_output=result.output)
+            output = result.output
+            final = output.get("text") if isinstance(output, Mapping) else output
+            return ToolsToFinalOutputResult(is_final_output=True, final_output=str(final))
     return ToolsToFinalOutputResult(is_final_output=False, final_output=None)
 
 

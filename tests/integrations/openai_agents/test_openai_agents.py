@@ -1,0 +1,449 @@
+"""The openai-agents adapter with the real Agents SDK, driven by its own ScriptedModel.
+
+``agents.testing.ScriptedModel`` answers each model call with the next scripted step
+(tool calls made with ``function_call``, answers with ``assistant_message``) and records
+what every call was given (``model.calls``: the tools offered, the input seen), so a
+test sees what the model saw. ``Runner.run`` executes a step's tool calls concurrently.
+
+The SDK's run loop is asyncio only (asyncio tasks, ``asyncio.wait``): these tests run on
+asyncio. Tracing is turned off: it would export to the network.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from agents import Agent, Runner, RunResult, set_tracing_disabled
+from agents.exceptions import UserError
+from agents.items import ToolCallOutputItem
+from agents.mcp import MCPServer, MCPServerManager, ToolFilterContext
+from agents.testing import ModelCall, ScriptedModel, assistant_message, function_call
+from mcp import types as mcp_types
+
+import resilient_mcp
+from resilient_mcp import StdioServer, Toolbox, ToolOutcome
+from resilient_mcp.integrations.openai_agents import (
+    CUSTOM_DATA_KEY,
+    OUTCOME_META_KEY,
+    ResilientMCPServer,
+    call_result,
+    is_terminal,
+    stop_on_unknown_effect,
+)
+from resilient_mcp.testing import Chaos, StrictServer, serve
+from resilient_mcp.types import CallToolResult
+
+pytestmark = [
+    pytest.mark.anyio,
+    # The Agents SDK's run loop uses asyncio tasks (see the docstring).
+    pytest.mark.parametrize("anyio_backend", ["asyncio"]),
+]
+
+set_tracing_disabled(True)
+
+LIMIT_S = 60  # a guard against hangs only
+ROOT = Path(__file__).resolve().parents[3]
+STDIO_SERVER = ROOT / "tests" / "stdio_servers" / "legacy_server.py"
+
+
+def agent(model: ScriptedModel, *servers: MCPServer, **kwargs: Any) -> Agent[Any]:
+    return Agent(name="tester", model=model, mcp_servers=list(servers), **kwargs)
+
+
+async def run(agent: Agent[Any], prompt: str = "go") -> RunResult:
+    with anyio.fail_after(LIMIT_S):
+        return await Runner.run(agent, prompt)
+
+
+def outputs(result: RunResult) -> list[ToolCallOutputItem]:
+    return [item for item in result.new_items if isinstance(item, ToolCallOutputItem)]
+
+
+def text(item: ToolCallOutputItem) -> str:
+    output = item.output
+    if isinstance(output, dict):
+        return str(output["text"])
+    return str(output)
+
+
+def status(item: ToolCallOutputItem) -> str:
+    assert item.custom_data is not None
+    return str(item.custom_data[CUSTOM_DATA_KEY]["status"])
+
+
+def offered(call: ModelCall) -> set[str]:
+    return {tool.name for tool in call.tools}
+
+
+def reaped(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # succeeds for a zombie too
+    except ProcessLookupError:
+        return True
+    return False
+
+
+async def test_happy_path_native_results_and_structured_content() -> None:
+    model = ScriptedModel(
+        [
+            [
+                function_call("add", {"a": 2, "b": 3}, call_id="c1"),
+                function_call("echo", {"text": "hi"}, call_id="c2"),
+            ],
+            [assistant_message("the sum is 5")],
+        ]
+    )
+    with serve(StrictServer()) as running:
+        async with resilient_mcp.connect(running.url) as client:
+            listed = {tool.name: tool for tool in await client.list_tools()}
+            server = ResilientMCPServer(client, use_structured_content=True)
+            await server.connect()
+            result = await run(agent(model, server))
+            tools = {tool.name: tool for tool in await server.list_tools()}
+            raw = await server.call_tool("add", {"a": 1, "b": 1})
+            await server.cleanup()  # never closes a client it was given
+            still_open = await client.call_tool("echo", {"text": "open"})
+    assert still_open.text == "open"
+    assert tools.keys() == listed.keys()
+    add = tools["add"]
+    assert isinstance(add, mcp_types.Tool)
+    assert add.description == listed["add"].description
+    assert add.model_dump(by_alias=True)["inputSchema"] == listed["add"].inputSchema
+    assert isinstance(raw, mcp_types.CallToolResult)
+    assert raw.model_dump(by_alias=True)["structuredContent"] == {"sum": 2}
+    added, echoed = outputs(result)
+    # use_structured_content: the model gets structuredContent as JSON, as the SDK does.
+    assert json.loads(text(added)) == {"sum": 5}
+    assert echoed.output == {"type": "text", "text": "hi"}
+    assert [status(item) for item in (added, echoed)] == ["ok", "ok"]
+    assert offered(model.calls[0]) == set(listed)
+    assert result.final_output == "the sum is 5"
+
+
+async def test_expiry_during_two_parallel_calls_costs_one_handshake() -> None:
+    # The listing uses one request of the session's two, the first call the other: the
+    # second call, sent alongside, finds the session gone.
+    server = StrictServer(chaos=Chaos(expire_after_requests=2))
+    model = ScriptedModel(
+        [
+            [
+                function_call("increment", {"key": "a"}, call_id="c1"),
+                function_call("increment", {"key": "b"}, call_id="c2"),
+            ],
+            [assistant_message("both done")],
+        ]
+    )
+    with serve(server) as running:
+        async with resilient_mcp.connect(running.url) as client:
+            await client.list_tools()
+            before = running.stats.initialize_requests
+            result = await run(agent(model, ResilientMCPServer(client)))
+            stats = running.stats
+    assert [status(item) for item in outputs(result)] == ["ok", "ok"]
+    assert stats.initialize_requests - before == 1
+    assert stats.executions["a"] == 1
+    assert stats.executions["b"] == 1
+    assert "expired" in [fault for _, fault in stats.faults]
+    assert result.final_output == "both done"
+
+
+async def test_first_step_calls_against_an_early_rejecting_server() -> None:
+    model = ScriptedModel(
+        [
+            [
+                function_call("echo", {"text": "x"}, call_id="c1"),
+                function_call("echo", {"text": "y"}, call_id="c2"),
+            ],
+            [assistant_message("done")],
+        ]
+    )
+    with serve(StrictServer(handshake_delay=0.3)) as running:
+        async with ResilientMCPServer(running.url) as server:
+            result = await run(agent(model, server))
+            stats = running.stats
+    assert [text(item) for item in outputs(result)] == ["x", "y"]
+    assert stats.early_requests == 0
+
+
+async def test_dropped_after_side_effect_takes_the_terminal_path() -> None:
+    model = ScriptedModel(
+        [
+            [function_call("increment", {"key": "k"}, call_id="c1")],
+            [assistant_message("never reached")],
+        ]
+    )
+    with serve(StrictServer(chaos=Chaos(seed=1, drop_rate=1.0))) as running:
+        async with ResilientMCPServer(running.url) as server:
+            result = await run(agent(model, server, tool_use_behavior=stop_on_unknown_effect))
+            stats = running.stats
+    (item,) = outputs(result)
+    assert is_terminal(item)
+    assert status(item) == "maybe_executed"
+    message = text(item)
+    assert "may or may not have run" in message
+    assert "try again" not in message.lower()
+    assert "please" not in message.lower()
+    # The terminal path: the run ended on that output, the model had no second turn.
+    assert result.final_output == message
+    assert model.remaining_steps == 1
+    assert stats.executions["k"] == 1
+    assert stats.tool_calls["increment"] == 1
+
+
+async def test_without_the_stop_behaviour_the_model_is_told_not_to_repeat() -> None:
+    # The SDK's default loop gives the model the output: a failed result, not an
+    # exception (which the SDK would turn into "Please try again").
+    model = ScriptedModel(
+        [[function_call("increment", {"key": "k"}, call_id="c1")], [assistant_message("ok")]]
+    )
+    with serve(StrictServer(chaos=Chaos(seed=1, drop_rate=1.0))) as running:
+        async with ResilientMCPServer(running.url) as server:
+            result = await run(agent(model, server))
+            stats = running.stats
+    (item,) = outputs(result)
+    seen = json.dumps(model.calls[1].input)
+    assert "may or may not have run" in seen
+    assert "Please try again" not in seen
+    assert is_terminal(item)
+    assert stats.executions["k"] == 1
+
+
+async def test_is_error_reaches_the_model_with_its_text() -> None:
+    model = ScriptedModel(
+        [[function_call("fail", {}, call_id="c1")], [assistant_message("it failed")]]
+    )
+    with serve(StrictServer()) as running:
+        async with ResilientMCPServer(running.url) as server:
+            result = await run(agent(model, server))
+            raw = await server.call_tool("fail", {})
+    (item,) = outputs(result)
+    assert text(item) == "The fail tool always fails."
+    assert status(item) == "tool_error"
+    assert not is_terminal(item)
+    assert raw.model_dump(by_alias=True)["isError"] is True
+    assert "The fail tool always fails." in json.dumps(model.calls[1].input)
+    assert result.final_output == "it failed"
+
+
+async def test_the_next_step_sees_a_tool_added_by_list_changed() -> None:
+    changed = anyio.Event()
+
+    async def on_notification(method: str, params: object) -> None:
+        if method == "notifications/tools/list_changed":
+            changed.set()
+
+    server = StrictServer()
+
+    async def first(call: ModelCall) -> Any:
+        server.add_tool("fresh", description="Brand new.", text="hello")
+        await changed.wait()  # the event itself, not a sleep
+        return [function_call("echo", {"text": "first"}, call_id="c1")]
+
+    model = ScriptedModel(
+        [
+            {"responder": first},
+            [function_call("fresh", {}, call_id="c2")],
+            [assistant_message("done")],
+        ]
+    )
+    handlers = resilient_mcp.Handlers(notification=on_notification)
+    with serve(server) as running:
+        async with ResilientMCPServer(running.url, handlers=handlers) as mcp_server:
+            result = await run(agent(model, mcp_server))
+    first_tools, second_tools, _ = (offered(call) for call in model.calls)
+    assert "fresh" not in first_tools
+    assert "fresh" in second_tools
+    assert text(outputs(result)[-1]) == "hello"
+
+
+async def test_enter_in_one_task_exit_in_another_leaves_no_child() -> None:
+    target = StdioServer(sys.executable, args=[str(STDIO_SERVER)])
+    server = ResilientMCPServer(target, timeouts=resilient_mcp.Timeouts(close=2))
+    pids: list[int] = []
+    model = ScriptedModel(
+        [[function_call("echo", {"text": "hi"}, call_id="c1")], [assistant_message("done")]]
+    )
+
+    async def enter() -> None:
+        await server.connect()
+        client = server.toolbox.source
+        assert isinstance(client, resilient_mcp.Client)
+        transport: Any = client._session.transport  # the stdio child's PID
+        pids.append(transport.pid)
+
+    with anyio.fail_after(LIMIT_S):
+        async with anyio.create_task_group() as group:
+            group.start_soon(enter)
+        result = await run(agent(model, server))
+        async with anyio.create_task_group() as group:
+            group.start_soon(server.cleanup)
+    (item,) = outputs(result)
+    assert status(item) == "ok"
+    (pid,) = pids
+    assert reaped(pid)
+
+
+async def test_under_mcp_server_manager() -> None:
+    # The manager connects and cleans up each server in a worker task of its own.
+    model = ScriptedModel(
+        [[function_call("echo", {"text": "hi"}, call_id="c1")], [assistant_message("done")]]
+    )
+    with serve(StrictServer()) as running:
+        server = ResilientMCPServer(running.url, name="strict")
+        async with MCPServerManager([server]) as manager:
+            assert manager.active_servers == [server]
+            result = await run(agent(model, *manager.active_servers))
+            client = server.toolbox.source
+        assert isinstance(client, resilient_mcp.Client)
+        with pytest.raises(resilient_mcp.ClientClosed):
+            await client.list_tools()  # owned: closed by cleanup
+        async with server:  # and connectable again
+            assert (await server.call_tool("echo", {"text": "again"})).content
+    assert text(outputs(result)[0]) == "hi"
+
+
+async def test_a_hanging_call_is_a_bounded_typed_failure() -> None:
+    model = ScriptedModel(
+        [
+            [function_call("progress", {"steps": 1, "interval": 30}, call_id="c1")],
+            [assistant_message("never reached")],
+        ]
+    )
+    with serve(StrictServer()) as running:
+        async with ResilientMCPServer(running.url, timeout=0.5) as server:
+            mcp_agent = agent(model, server, tool_use_behavior=stop_on_unknown_effect)
+            # The 0.5 s deadline, not the 30 s hang (generous: a shared box).
+            with anyio.fail_after(20):
+                result = await Runner.run(mcp_agent, "go")
+            outcome = await server.toolbox.call(
+                "progress", {"steps": 1, "interval": 30}, timeout=0.5
+            )
+    (item,) = outputs(result)
+    assert is_terminal(item)
+    assert "'progress'" in text(item)
+    assert model.remaining_steps == 1
+    assert isinstance(outcome.error, resilient_mcp.RequestTimeout)
+
+
+async def test_a_modern_server_works_through_the_same_adapter() -> None:
+    model = ScriptedModel(
+        [[function_call("add", {"a": 1, "b": 2}, call_id="c1")], [assistant_message("3")]]
+    )
+    with serve(StrictServer(era="modern")) as running:
+        async with ResilientMCPServer(running.url, use_structured_content=True) as server:
+            result = await run(agent(model, server))
+            client = server.toolbox.source
+            assert isinstance(client, resilient_mcp.Client)
+            era = client.era
+            stats = running.stats
+    (item,) = outputs(result)
+    assert json.loads(text(item)) == {"sum": 3}
+    assert era == "modern"
+    assert stats.initialize_requests == 0
+
+
+async def test_static_and_callable_tool_filters() -> None:
+    seen: list[str] = []
+
+    async def only_echo(context: ToolFilterContext, tool: mcp_types.Tool) -> bool:
+        seen.append(context.server_name)
+        return tool.name == "echo"
+
+    model = ScriptedModel([[assistant_message("nothing to do")]])
+    with serve(StrictServer()) as running:
+        async with resilient_mcp.connect(running.url) as client:
+            static = ResilientMCPServer(
+                client,
+                name="static",
+                tool_filter={"allowed_tool_names": ["echo", "add"], "blocked_tool_names": ["add"]},
+            )
+            dynamic = ResilientMCPServer(Toolbox(client), name="dynamic", tool_filter=only_echo)
+            assert [tool.name for tool in await static.list_tools()] == ["echo"]
+            with pytest.raises(UserError):
+                await dynamic.list_tools()  # a callable filter needs the run's context
+            await run(agent(model, dynamic))
+    assert offered(model.calls[0]) == {"echo"}
+    assert seen
+    assert set(seen) == {"dynamic"}
+
+
+async def test_cache_tools_list_holds_until_invalidated() -> None:
+    server = StrictServer()
+    with serve(server) as running:
+        async with resilient_mcp.connect(running.url) as client:
+            cached = ResilientMCPServer(client, cache_tools_list=True)
+            fresh = ResilientMCPServer(client)
+            assert cached.cached_tools is None
+            before = {tool.name for tool in await cached.list_tools()}
+            server.add_tool("late", text="late")
+            with anyio.fail_after(LIMIT_S):
+                while "late" not in {tool.name for tool in await fresh.list_tools()}:
+                    await client.ping()  # let the notification in; no sleep
+            still = {tool.name for tool in await cached.list_tools()}
+            cached.invalidate_tools_cache()
+            after = {tool.name for tool in await cached.list_tools()}
+            snapshot = cached.cached_tools
+    assert "late" not in before
+    assert still == before
+    assert "late" in after
+    assert snapshot is not None
+    assert "late" in {tool.name for tool in snapshot}
+
+
+async def test_require_approval_interrupts_the_run() -> None:
+    model = ScriptedModel([[function_call("increment", {"key": "k"}, call_id="c1")]])
+    with serve(StrictServer()) as running:
+        async with ResilientMCPServer(running.url, require_approval="always") as server:
+            result = await run(agent(model, server))
+            stats = running.stats
+    (interruption,) = result.interruptions
+    assert interruption.tool_name == "increment"
+    assert stats.executions["k"] == 0
+
+
+async def test_prompts_and_resources_are_mcp_types() -> None:
+    with serve(StrictServer()) as running:
+        async with ResilientMCPServer(running.url) as server:
+            prompts = await server.list_prompts()
+            rendered = await server.get_prompt("greet", {"name": "Ada"})
+            resources = await server.list_resources()
+            with pytest.raises(resilient_mcp.UsageError):
+                await server.list_resources(cursor="next")
+    assert isinstance(prompts, mcp_types.ListPromptsResult)
+    assert "greet" in [prompt.name for prompt in prompts.prompts]
+    assert isinstance(rendered, mcp_types.GetPromptResult)
+    assert "Ada" in rendered.model_dump_json()
+    assert isinstance(resources, mcp_types.ListResourcesResult)
+
+
+async def test_outcomes_map_to_call_tool_results() -> None:
+    image = base64.b64encode(b"\x89PNG").decode()
+    result = CallToolResult.model_validate(
+        {
+            "content": [
+                {"type": "text", "text": "look"},
+                {"type": "image", "data": image, "mimeType": "image/png"},
+            ],
+            "structuredContent": {"n": 1},
+        }
+    )
+    ok = call_result(ToolOutcome.of_result("t", result)).model_dump(
+        by_alias=True, exclude_none=True
+    )
+    assert ok["content"][1] == {"type": "image", "data": image, "mimeType": "image/png"}
+    assert ok["structuredContent"] == {"n": 1}
+    assert ok["isError"] is False
+    refused = call_result(ToolOutcome.of_error("t", resilient_mcp.ConnectError("refused")))
+    dumped = refused.model_dump(by_alias=True)
+    assert dumped["isError"] is True
+    assert "did not run, so nothing changed" in dumped["content"][0]["text"]
+    assert dumped["_meta"][OUTCOME_META_KEY] == {"status": "not_executed", "terminal": False}
+    lost = call_result(ToolOutcome.of_error("t", resilient_mcp.ConnectionLost("cut")))
+    assert lost.model_dump(by_alias=True)["_meta"][OUTCOME_META_KEY]["terminal"] is True
