@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import copy
 import inspect
-import logging
 from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self
@@ -52,6 +51,7 @@ from .._api import Timeout
 from .._client import Client
 from .._config import USE_CLIENT_DEFAULT
 from .._exceptions import UsageError
+from .._log import default_logger
 from .._options import ClientOptions, Unpack
 from .._outcome import ToolOutcome, ToolStatus
 from .._toolbox import Target, Toolbox, ToolSource, ToolSpec
@@ -74,7 +74,7 @@ OUTCOME_META_KEY: Final = "resilient-mcp/outcome"
 CUSTOM_DATA_KEY: Final = "resilient_mcp"
 """The key, in a tool output item's ``custom_data``, of ``{"status": ..., "terminal": ...}``."""
 
-_log = logging.getLogger(__name__)
+_log = default_logger()
 
 
 class _NotGiven:
@@ -329,9 +329,9 @@ class ResilientMCPServer(MCPServer):
                 verdict = wanted(context, tool.model_copy(deep=True))
                 if inspect.isawaitable(verdict):
                     verdict = await verdict
-            except Exception:
+            except Exception as exc:
                 # As the SDK does: a filter that fails excludes the tool.
-                _log.exception("tool_filter failed on tool %r; excluded", tool.name)
+                _log.warning("tool_filter.failed", tool=tool.name, error=repr(exc))
                 continue
             if verdict:
                 kept.append(tool)

@@ -356,7 +356,12 @@ async def test_static_and_callable_tool_filters() -> None:
         seen.append(context.server_name)
         return tool.name == "echo"
 
-    model = ScriptedModel([[assistant_message("nothing to do")]])
+    def broken(context: ToolFilterContext, tool: mcp_types.Tool) -> bool:
+        if tool.name == "add":
+            raise RuntimeError("filter bug")
+        return True
+
+    model = ScriptedModel([[assistant_message("nothing to do")]] * 2)
     with serve(StrictServer()) as running:
         async with resilient_mcp.connect(running.url) as client:
             static = ResilientMCPServer(
@@ -369,7 +374,11 @@ async def test_static_and_callable_tool_filters() -> None:
             with pytest.raises(UserError):
                 await dynamic.list_tools()  # a callable filter needs the run's context
             await run(agent(model, dynamic))
+            failing = ResilientMCPServer(client, tool_filter=broken)
+            await run(agent(model, failing))
+            listed = {tool.name for tool in await client.list_tools()}
     assert offered(model.calls[0]) == {"echo"}
+    assert offered(model.calls[1]) == listed - {"add"}  # a failing filter excludes
     assert seen
     assert set(seen) == {"dynamic"}
 
