@@ -23,7 +23,7 @@ import pytest
 from agents import Agent, Runner, RunResult, set_tracing_disabled
 from agents.exceptions import UserError
 from agents.items import ToolCallOutputItem
-from agents.mcp import MCPServer, MCPServerManager, ToolFilterContext
+from agents.mcp import MCPServer, MCPServerManager, MCPToolCustomDataContext, ToolFilterContext
 from agents.testing import ModelCall, ScriptedModel, assistant_message, function_call
 from mcp import types as mcp_types
 
@@ -456,3 +456,23 @@ async def test_outcomes_map_to_call_tool_results() -> None:
     assert dumped["_meta"][OUTCOME_META_KEY] == {"status": "not_executed", "terminal": False}
     lost = call_result(ToolOutcome.of_error("t", resilient_mcp.ConnectionLost("cut")))
     assert lost.model_dump(by_alias=True)["_meta"][OUTCOME_META_KEY]["terminal"] is True
+
+
+async def test_own_custom_data_is_kept_beside_the_outcome() -> None:
+    async def extract(context: MCPToolCustomDataContext) -> dict[str, Any]:
+        return {"tool": context.tool_name}
+
+    model = ScriptedModel(
+        [[function_call("echo", {"text": "hi"}, call_id="c1")], [assistant_message("done")]]
+    )
+    with serve(StrictServer()) as running:
+        async with resilient_mcp.connect(running.url) as client:
+            with pytest.raises(resilient_mcp.UsageError):
+                ResilientMCPServer(Toolbox(client), timeouts=resilient_mcp.Timeouts(close=1))
+            server = ResilientMCPServer(client, custom_data_extractor=extract)
+            result = await run(agent(model, server))
+    (item,) = outputs(result)
+    assert item.custom_data == {
+        "tool": "echo",
+        CUSTOM_DATA_KEY: {"status": "ok", "terminal": False},
+    }
