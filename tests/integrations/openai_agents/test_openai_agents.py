@@ -384,22 +384,30 @@ async def test_static_and_callable_tool_filters() -> None:
 
 
 async def test_cache_tools_list_holds_until_invalidated() -> None:
+    changed = anyio.Event()
+
+    async def on_notification(method: str, params: object) -> None:
+        if method == "notifications/tools/list_changed":
+            changed.set()
+
     server = StrictServer()
+    handlers = resilient_mcp.Handlers(notification=on_notification)
     with serve(server) as running:
-        async with resilient_mcp.connect(running.url) as client:
+        async with resilient_mcp.connect(running.url, handlers=handlers) as client:
             cached = ResilientMCPServer(client, cache_tools_list=True)
             fresh = ResilientMCPServer(client)
             assert cached.cached_tools is None
             before = {tool.name for tool in await cached.list_tools()}
             server.add_tool("late", text="late")
             with anyio.fail_after(LIMIT_S):
-                while "late" not in {tool.name for tool in await fresh.list_tools()}:
-                    await client.ping()  # let the notification in; no sleep
+                await changed.wait()
+            current = {tool.name for tool in await fresh.list_tools()}
             still = {tool.name for tool in await cached.list_tools()}
             cached.invalidate_tools_cache()
             after = {tool.name for tool in await cached.list_tools()}
             snapshot = cached.cached_tools
     assert "late" not in before
+    assert "late" in current  # the client's cache, refreshed by list_changed
     assert still == before
     assert "late" in after
     assert snapshot is not None
