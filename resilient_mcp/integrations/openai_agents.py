@@ -46,6 +46,7 @@ from agents.run_context import RunContextWrapper
 from agents.tool import FunctionToolResult, ToolErrorFunction
 from agents.tool_guardrails import ToolInputGuardrail, ToolOutputGuardrail
 from mcp import types as mcp_types
+from pydantic import TypeAdapter, ValidationError
 
 from .._api import Timeout
 from .._client import Client
@@ -53,7 +54,7 @@ from .._config import USE_CLIENT_DEFAULT
 from .._exceptions import UsageError
 from .._log import default_logger
 from .._options import ClientOptions, Unpack
-from .._outcome import ToolOutcome, ToolStatus
+from .._outcome import ContentPart, ToolOutcome, ToolStatus
 from .._toolbox import Target, Toolbox, ToolSource, ToolSpec
 
 if TYPE_CHECKING:
@@ -99,7 +100,14 @@ def call_result(outcome: ToolOutcome) -> mcp_types.CallToolResult:
     ``_meta[OUTCOME_META_KEY]``.
     """
     if outcome.result is not None and outcome.error is None:
-        return mcp_types.CallToolResult.model_validate(_dump(outcome.result))
+        dumped = _dump(outcome.result)
+        try:
+            return mcp_types.CallToolResult.model_validate(dumped)
+        except ValidationError:
+            # A block the installed mcp's types do not know (a newer spec's): each block
+            # that does not validate stands as our text placeholder for it.
+            dumped["content"] = [_block(part) for part in outcome.parts]
+            return mcp_types.CallToolResult.model_validate(dumped)
     return mcp_types.CallToolResult.model_validate(
         {
             "content": [{"type": "text", "text": outcome.message}],
@@ -107,6 +115,18 @@ def call_result(outcome: ToolOutcome) -> mcp_types.CallToolResult:
             "_meta": {OUTCOME_META_KEY: _status(outcome.status)},
         }
     )
+
+
+_BLOCK: TypeAdapter[Any] = TypeAdapter(mcp_types.ContentBlock)
+
+
+def _block(part: ContentPart) -> dict[str, Any]:
+    block = _dump(part.block)
+    try:
+        _BLOCK.validate_python(block)
+    except ValidationError:
+        return {"type": "text", "text": part.describe()}
+    return block
 
 
 def _status(status: ToolStatus) -> dict[str, Any]:

@@ -462,6 +462,11 @@ async def test_outcomes_map_to_call_tool_results() -> None:
     assert dumped["isError"] is True
     assert "did not run, so nothing changed" in dumped["content"][0]["text"]
     assert dumped["_meta"][OUTCOME_META_KEY] == {"status": "not_executed", "terminal": False}
+    newer = CallToolResult.model_validate(
+        {"content": [{"type": "hologram", "uri": "x:1"}, {"type": "text", "text": "a"}]}
+    )
+    shown = call_result(ToolOutcome.of_result("t", newer)).model_dump(by_alias=True)
+    assert [block["text"] for block in shown["content"]] == ["[unknown]", "a"]
     lost = call_result(ToolOutcome.of_error("t", resilient_mcp.ConnectionLost("cut")))
     assert lost.model_dump(by_alias=True)["_meta"][OUTCOME_META_KEY]["terminal"] is True
 
