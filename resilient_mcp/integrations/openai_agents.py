@@ -30,7 +30,7 @@ import copy
 import inspect
 from collections.abc import Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Self
+from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
 
 from agents.agent import ToolsToFinalOutputResult
 from agents.exceptions import UserError
@@ -46,12 +46,12 @@ from agents.run_context import RunContextWrapper
 from agents.tool import FunctionToolResult, ToolErrorFunction
 from agents.tool_guardrails import ToolInputGuardrail, ToolOutputGuardrail
 from mcp import types as mcp_types
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from .._api import Timeout
 from .._client import Client
 from .._config import USE_CLIENT_DEFAULT
-from .._exceptions import UsageError
+from .._exceptions import Execution, MalformedMessage, UsageError
 from .._log import default_logger
 from .._options import ClientOptions, Unpack
 from .._outcome import ContentPart, ToolOutcome, ToolStatus
@@ -76,6 +76,7 @@ CUSTOM_DATA_KEY: Final = "resilient_mcp"
 """The key, in a tool output item's ``custom_data``, of ``{"status": ..., "terminal": ...}``."""
 
 _log = default_logger()
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class _NotGiven:
@@ -311,7 +312,8 @@ class ResilientMCPServer(MCPServer):
         """The server's tools as ``mcp.types.Tool``, filtered by ``tool_filter``.
 
         Names, descriptions, schemas, annotations and ``_meta`` are the server's
-        (a group's tools under their namespaced names).
+        (a group's tools under their namespaced names). A tool the installed ``mcp``'s
+        types cannot hold is left out, and logged (``tool.unrepresentable``).
 
         Raises:
             UserError: a callable ``tool_filter`` without ``run_context`` and ``agent``.
@@ -319,7 +321,9 @@ class ResilientMCPServer(MCPServer):
             MCPError: the list could not be fetched (typed as the failure).
         """
         if self._tools_list is None or self._cache_dirty or not self.cache_tools_list:
-            self._tools_list = [_tool(spec) for spec in await self._box.specs()]
+            self._tools_list = [
+                tool for spec in await self._box.specs() if (tool := _tool(spec)) is not None
+            ]
             self._cache_dirty = False
         return _copies(await self._filter(self._tools_list, run_context, agent))
 
@@ -404,8 +408,10 @@ class ResilientMCPServer(MCPServer):
         """
         await self._box.open()
         prompts = await self._client("list_prompts").list_prompts(timeout=self.timeout)
-        return mcp_types.ListPromptsResult.model_validate(
-            {"prompts": [_dump(prompt) for prompt in prompts]}
+        return _as(
+            mcp_types.ListPromptsResult,
+            {"prompts": [_dump(prompt) for prompt in prompts]},
+            "prompts/list",
         )
 
     async def get_prompt(
@@ -420,7 +426,7 @@ class ResilientMCPServer(MCPServer):
         await self._box.open()
         client = self._client("get_prompt")
         result = await client.get_prompt(name, arguments, timeout=self.timeout)
-        return mcp_types.GetPromptResult.model_validate(_dump(result))
+        return _as(mcp_types.GetPromptResult, _dump(result), "prompts/get")
 
     async def list_resources(self, cursor: str | None = None) -> mcp_types.ListResourcesResult:
         """Every resource (all pages, so there is never a next cursor).
@@ -433,8 +439,10 @@ class ResilientMCPServer(MCPServer):
         _no_cursor(cursor)
         await self._box.open()
         resources = await self._client("list_resources").list_resources(timeout=self.timeout)
-        return mcp_types.ListResourcesResult.model_validate(
-            {"resources": [_dump(resource) for resource in resources]}
+        return _as(
+            mcp_types.ListResourcesResult,
+            {"resources": [_dump(resource) for resource in resources]},
+            "resources/list",
         )
 
     async def list_resource_templates(
@@ -451,8 +459,10 @@ class ResilientMCPServer(MCPServer):
         await self._box.open()
         client = self._client("list_resource_templates")
         templates = await client.list_resource_templates(timeout=self.timeout)
-        return mcp_types.ListResourceTemplatesResult.model_validate(
-            {"resourceTemplates": [_dump(template) for template in templates]}
+        return _as(
+            mcp_types.ListResourceTemplatesResult,
+            {"resourceTemplates": [_dump(template) for template in templates]},
+            "resources/templates/list",
         )
 
     async def read_resource(self, uri: str) -> mcp_types.ReadResourceResult:
@@ -464,7 +474,18 @@ class ResilientMCPServer(MCPServer):
         """
         await self._box.open()
         result = await self._client("read_resource").read_resource(uri, timeout=self.timeout)
-        return mcp_types.ReadResourceResult.model_validate(_dump(result))
+        return _as(mcp_types.ReadResourceResult, _dump(result), "resources/read")
+
+
+def _as(model: type[_M], data: dict[str, Any], method: str) -> _M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise MalformedMessage(
+            f"the {method} answer cannot be given as mcp.types.{model.__name__}: {exc}",
+            method=method,
+            execution=Execution.EXECUTED,
+        ) from None
 
 
 def _no_cursor(cursor: str | None) -> None:
@@ -472,12 +493,17 @@ def _no_cursor(cursor: str | None) -> None:
         raise UsageError("this server lists every page at once and hands out no cursor")
 
 
-def _tool(spec: ToolSpec) -> mcp_types.Tool:
-    if spec.tool is None:
-        raise UsageError(f"the spec of {spec.name!r} has no listed tool")
-    dumped = _dump(spec.tool)
+def _tool(spec: ToolSpec) -> mcp_types.Tool | None:
+    dumped: dict[str, Any] = (
+        _dump(spec.tool) if spec.tool is not None else {"inputSchema": dict(spec.input_schema)}
+    )
     dumped["name"] = spec.name  # a group's namespaced name
-    return mcp_types.Tool.model_validate(dumped)
+    try:
+        return mcp_types.Tool.model_validate(dumped)
+    except ValidationError as exc:
+        # One tool the installed mcp's types cannot hold must not hide all the others.
+        _log.warning("tool.unrepresentable", tool=spec.name, error=str(exc))
+        return None
 
 
 def _copies(tools: list[mcp_types.Tool]) -> list[mcp_types.Tool]:

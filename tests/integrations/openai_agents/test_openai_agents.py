@@ -38,7 +38,7 @@ from resilient_mcp.integrations.openai_agents import (
     stop_on_unknown_effect,
 )
 from resilient_mcp.testing import Chaos, StrictServer, serve
-from resilient_mcp.types import CallToolResult
+from resilient_mcp.types import CallToolResult, Tool
 
 pytestmark = [
     pytest.mark.anyio,
@@ -489,3 +489,35 @@ async def test_own_custom_data_is_kept_beside_the_outcome() -> None:
         "tool": "echo",
         CUSTOM_DATA_KEY: {"status": "ok", "terminal": False},
     }
+
+
+class OddSource:
+    """A ToolSource (what a client group is) that also lists a tool mcp's types reject."""
+
+    def __init__(self, client: resilient_mcp.Client) -> None:
+        self.client = client
+
+    async def list_tools(self, *, timeout: Any = None) -> list[Tool]:
+        odd = Tool.model_validate({"name": "odd", "execution": "not an object"})
+        return [*await self.client.list_tools(), odd]
+
+    async def call_tool(
+        self, name: str, arguments: Any = None, *, timeout: Any = None, progress: Any = None
+    ) -> CallToolResult:
+        return await self.client.call_tool(name, arguments)
+
+
+async def test_any_tool_source_and_a_tool_mcp_cannot_hold() -> None:
+    model = ScriptedModel(
+        [[function_call("echo", {"text": "hi"}, call_id="c1")], [assistant_message("done")]]
+    )
+    with serve(StrictServer()) as running:
+        async with resilient_mcp.connect(running.url) as client:
+            server = ResilientMCPServer(OddSource(client))
+            result = await run(agent(model, server))
+            names = {tool.name for tool in await server.list_tools()}
+            with pytest.raises(NotImplementedError):
+                await server.list_prompts()  # prompts need a single client
+    assert "echo" in names
+    assert "odd" not in names
+    assert text(outputs(result)[0]) == "hi"
