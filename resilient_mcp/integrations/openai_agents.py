@@ -393,87 +393,53 @@ class ResilientMCPServer(MCPServer):
                 data = {**theirs, **data}
         return data
 
-    def _client(self, what: str) -> Client:
+    async def _client(self, what: str) -> Client:
+        await self._box.open()
         source = self._box.source
         if not isinstance(source, Client):
             raise NotImplementedError(f"{what} needs a single client, not {type(source).__name__}")
         return source
 
-    async def list_prompts(self) -> mcp_types.ListPromptsResult:
-        """Every prompt (all pages) as ``mcp.types.ListPromptsResult``.
+    # Prompts and resources: every page at once (never a next cursor), as mcp.types.
+    # Each raises NotImplementedError for a source that is not a single client (a
+    # group), UsageError for a cursor (none is handed out), MCPError typed as the failure.
 
-        Raises:
-            NotImplementedError: the source is not a single client (a group).
-            MCPError: typed as the failure.
-        """
-        await self._box.open()
-        prompts = await self._client("list_prompts").list_prompts(timeout=self.timeout)
-        return _as(
-            mcp_types.ListPromptsResult,
-            {"prompts": [_dump(prompt) for prompt in prompts]},
-            "prompts/list",
-        )
+    async def list_prompts(self) -> mcp_types.ListPromptsResult:
+        """Every prompt, as ``mcp.types.ListPromptsResult``."""
+        prompts = await (await self._client("list_prompts")).list_prompts(timeout=self.timeout)
+        data = {"prompts": [_dump(prompt) for prompt in prompts]}
+        return _as(mcp_types.ListPromptsResult, data, "prompts/list")
 
     async def get_prompt(
         self, name: str, arguments: dict[str, Any] | None = None
     ) -> mcp_types.GetPromptResult:
-        """Render a prompt, as ``mcp.types.GetPromptResult``.
-
-        Raises:
-            NotImplementedError: the source is not a single client (a group).
-            MCPError: typed as the failure (an unknown prompt: usually InvalidParams).
-        """
-        await self._box.open()
-        client = self._client("get_prompt")
+        """Render a prompt, as ``mcp.types.GetPromptResult`` (unknown: InvalidParams)."""
+        client = await self._client("get_prompt")
         result = await client.get_prompt(name, arguments, timeout=self.timeout)
         return _as(mcp_types.GetPromptResult, _dump(result), "prompts/get")
 
     async def list_resources(self, cursor: str | None = None) -> mcp_types.ListResourcesResult:
-        """Every resource (all pages, so there is never a next cursor).
-
-        Raises:
-            UsageError: a ``cursor`` (this server never hands one out).
-            NotImplementedError: the source is not a single client (a group).
-            MCPError: typed as the failure.
-        """
+        """Every resource, as ``mcp.types.ListResourcesResult``."""
         _no_cursor(cursor)
-        await self._box.open()
-        resources = await self._client("list_resources").list_resources(timeout=self.timeout)
-        return _as(
-            mcp_types.ListResourcesResult,
-            {"resources": [_dump(resource) for resource in resources]},
-            "resources/list",
-        )
+        client = await self._client("list_resources")
+        resources = await client.list_resources(timeout=self.timeout)
+        data = {"resources": [_dump(item) for item in resources]}
+        return _as(mcp_types.ListResourcesResult, data, "resources/list")
 
     async def list_resource_templates(
         self, cursor: str | None = None
     ) -> mcp_types.ListResourceTemplatesResult:
-        """Every resource template (all pages, so there is never a next cursor).
-
-        Raises:
-            UsageError: a ``cursor`` (this server never hands one out).
-            NotImplementedError: the source is not a single client (a group).
-            MCPError: typed as the failure.
-        """
+        """Every resource template, as ``mcp.types.ListResourceTemplatesResult``."""
         _no_cursor(cursor)
-        await self._box.open()
-        client = self._client("list_resource_templates")
+        client = await self._client("list_resource_templates")
         templates = await client.list_resource_templates(timeout=self.timeout)
-        return _as(
-            mcp_types.ListResourceTemplatesResult,
-            {"resourceTemplates": [_dump(template) for template in templates]},
-            "resources/templates/list",
-        )
+        data = {"resourceTemplates": [_dump(item) for item in templates]}
+        return _as(mcp_types.ListResourceTemplatesResult, data, "resources/templates/list")
 
     async def read_resource(self, uri: str) -> mcp_types.ReadResourceResult:
-        """Read one resource, as ``mcp.types.ReadResourceResult``.
-
-        Raises:
-            NotImplementedError: the source is not a single client (a group).
-            MCPError: typed as the failure (ResourceNotFound, InvalidParams, ...).
-        """
-        await self._box.open()
-        result = await self._client("read_resource").read_resource(uri, timeout=self.timeout)
+        """Read one resource, as ``mcp.types.ReadResourceResult`` (ResourceNotFound...)."""
+        client = await self._client("read_resource")
+        result = await client.read_resource(uri, timeout=self.timeout)
         return _as(mcp_types.ReadResourceResult, _dump(result), "resources/read")
 
 
