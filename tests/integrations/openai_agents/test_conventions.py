@@ -208,3 +208,21 @@ async def test_any_tool_source_and_a_tool_mcp_cannot_hold() -> None:
     assert "echo" in names
     assert "odd" not in names
     assert text(outputs(result)[0]) == "hi"
+
+
+async def test_two_servers_under_the_sdks_server_prefixes() -> None:
+    # mcp_config include_server_in_tool_names: the SDK names tools mcp_<server>__<tool>.
+    config: Any = {"include_server_in_tool_names": True}
+    model = ScriptedModel(
+        [[function_call("mcp_two__echo", {"text": "hi"}, call_id="c1")], [assistant_message("ok")]]
+    )
+    with serve(StrictServer()) as first, serve(StrictServer()) as second:
+        async with (
+            ResilientMCPServer(first.url, name="one") as one,
+            ResilientMCPServer(second.url, name="two") as two,
+        ):
+            result = await run(agent(model, one, two, mcp_config=config))
+            calls = (first.stats.tool_calls["echo"], second.stats.tool_calls["echo"])
+    assert {"mcp_one__echo", "mcp_two__echo"} <= offered(model.calls[0])
+    assert text(outputs(result)[0]) == "hi"
+    assert calls == (0, 1)  # the right server, called under its own tool name
