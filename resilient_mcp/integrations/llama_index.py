@@ -1,36 +1,32 @@
 """LlamaIndex tools from an MCP server: :class:`ResilientMCPToolSpec`, :class:`MCPTool`.
 
-Every tool is an :class:`MCPTool` (a LlamaIndex ``AsyncBaseTool``) whose
-``ToolMetadata`` has the server's name and description unchanged, a pydantic
-``fn_schema`` built from the tool's ``inputSchema`` (as llama-index-tools-mcp builds
-one), and ``get_parameters_dict()`` returning the server's schema itself, so the model
-is shown exactly what the server declared. A call returns a ``ToolOutput``: LlamaIndex
-content blocks, ``is_error``, and ``raw_output`` an :class:`MCPRawOutput` that keeps the
-structured content and the outcome.
+Every tool is an :class:`MCPTool` (a LlamaIndex ``AsyncBaseTool``): its ``ToolMetadata``
+has the server's name and description unchanged, a pydantic ``fn_schema`` built from the
+``inputSchema`` (as llama-index-tools-mcp builds one), and ``get_parameters_dict()``
+returning the server's schema itself. A call returns a ``ToolOutput``: content blocks,
+``is_error``, and ``raw_output`` an :class:`MCPRawOutput` (structured content, outcome).
+:class:`ResilientMCPToolSpec` has the shape of ``McpToolSpec`` (``to_tool_list_async()``,
+``allowed_tools``); :meth:`~ResilientMCPToolSpec.as_retriever` gives an agent the tools
+fresh at every step, so the model sees a tool added by ``tools/list_changed``.
 
-:class:`ResilientMCPToolSpec` has the shape of llama-index-tools-mcp's ``McpToolSpec``
-(``await spec.to_tool_list_async()``, ``allowed_tools``), so its users can switch; its
-:meth:`~ResilientMCPToolSpec.as_retriever` gives an agent the tools fresh at every step
-(``FunctionAgent(tool_retriever=...)``), which is how the model sees a tool added by
-``notifications/tools/list_changed``.
-
-Outcomes, and why: LlamaIndex agents (``FunctionAgent``, ``AgentWorkflow``, 0.14) turn
-whatever a tool raises into an error ``ToolOutput`` and give the model another turn,
-and ``acall_tool`` (used by ``call_tool_with_selection``) calls a one-argument tool
-*again* with keyword arguments when the first call raised. So an exception is never a
-stop here, and could even repeat a side effect: these tools never raise for what the
-server or the network did. Every failure is an error ``ToolOutput`` (``is_error=True``)
-with a text for the model; for a call that may have run (``maybe_executed``) that text
-says the effect is unknown and never invites a retry, and ``raw_output["terminal"]`` is
-true (:func:`is_terminal`), so an application can end the run there. LlamaIndex's own
-early stop, ``return_direct``, never applies to an error output.
+Outcomes, and why: LlamaIndex's agents (``FunctionAgent``, ``AgentWorkflow``, 0.14) turn
+whatever a tool raises into an error ``ToolOutput`` and give the model another turn, and
+``acall_tool`` (behind ``call_tool_with_selection``) calls a one-argument tool *again*,
+with keywords, when the first call raised. An exception is no stop there and could repeat
+a side effect, so these tools never raise for what the server or the network did: every
+failure is an error ``ToolOutput`` with a text for the model. For a call that may have
+run (``maybe_executed``) that text says the effect is unknown and never invites a retry,
+and ``raw_output["terminal"]`` is true (:func:`is_terminal`): where an application ends
+the run. LlamaIndex's own early stop, ``return_direct``, never applies to an error.
 
 LlamaIndex's agents run on asyncio (its workflows), so these tools are used on asyncio.
 """
 
 from __future__ import annotations
 
+import functools
 import keyword
+import operator
 import threading
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -67,6 +63,7 @@ __all__ = [
     "ResilientMCPToolSpec",
     "is_terminal",
     "output_of",
+    "schema_model",
 ]
 
 
@@ -75,10 +72,8 @@ class MCPRawOutput(TypedDict):
 
     Attributes:
         structured_content: the result's ``structuredContent``, or None.
-        status: the :class:`resilient_mcp.ToolOutcome` status (``"ok"``,
-            ``"tool_error"``, ``"not_executed"``, ``"maybe_executed"``).
-        terminal: true when the call may have run and its effect is unknown: end the
-            run, do not let the model call the tool again.
+        status: the :class:`resilient_mcp.ToolOutcome` status.
+        terminal: the call may have run and its effect is unknown: end the run there.
         result: the server's ``CallToolResult`` as JSON (None when it did not answer).
     """
 
@@ -98,8 +93,6 @@ def is_terminal(value: object) -> bool:
     raw = output.raw_output
     return isinstance(raw, Mapping) and raw.get("terminal") is True
 
-
-# --- JSON Schema -> a pydantic model (fn_schema) --------------------------------------
 
 _SCALARS: dict[str, Any] = {
     "string": str,
@@ -126,12 +119,7 @@ def _python_type(schema: object) -> Any:
     kind = schema.get("type")
     if isinstance(kind, list):
         types = [_SCALARS[k] for k in kind if isinstance(k, str) and k in _SCALARS]
-        if not types or len(types) != len(kind):
-            return Any
-        union: Any = types[0]
-        for extra in types[1:]:
-            union = union | extra
-        return union
+        return functools.reduce(operator.or_, types) if len(types) == len(kind) > 0 else Any
     if kind == "array" and isinstance(schema.get("items"), Mapping):
         return list[_python_type(schema["items"])]  # type: ignore[misc]
     return _SCALARS.get(kind, Any) if isinstance(kind, str) else Any
@@ -150,11 +138,10 @@ def _field_name(name: str, taken: set[str]) -> str:
 def schema_model(name: str, schema: Mapping[str, Any]) -> type[BaseModel]:
     """A pydantic model for a tool's ``inputSchema`` (LlamaIndex's ``fn_schema``).
 
-    Each property is a field of its JSON type (``Literal`` for an enum, ``Any`` for what
-    has no direct Python type), required as the schema says, with its description; a
-    property whose name is not a valid field name keeps it as its alias. Extra
-    arguments are allowed: the server is the judge of its own schema. Never raises for
-    a malformed schema (what cannot be read becomes ``Any``).
+    Each property is a field of its JSON type (``Literal`` for an enum, else ``Any``),
+    required as the schema says, with its description; a name that cannot be a field's
+    is its alias. Extra arguments are allowed (the server judges its own schema). Never
+    raises: what cannot be read becomes ``Any``.
     """
     properties = schema.get("properties")
     required = schema.get("required")
@@ -167,7 +154,7 @@ def schema_model(name: str, schema: Mapping[str, Any]) -> type[BaseModel]:
                 continue
             kind = _python_type(sub)
             described = sub.get("description") if isinstance(sub, Mapping) else None
-            description = described if isinstance(described, str) else None
+            description = str(described) if described is not None else None
             attr = _field_name(prop, taken)
             alias = prop if attr != prop else None
             if prop in needed:
@@ -189,8 +176,7 @@ class MCPToolMetadata(ToolMetadata):
 
     Attributes:
         input_schema: the tool's ``inputSchema`` exactly as listed.
-        spec: the tool as :class:`resilient_mcp.ToolSpec` (title, annotations, output
-            schema, ``_meta``, the group member it comes from).
+        spec: the :class:`resilient_mcp.ToolSpec` (annotations, output schema, ``_meta``).
     """
 
     input_schema: Mapping[str, Any] = field(default_factory=dict)
@@ -202,9 +188,6 @@ class MCPToolMetadata(ToolMetadata):
         parameters = dict(self.input_schema)
         parameters.setdefault("properties", {})
         return parameters
-
-
-# --- results ---------------------------------------------------------------------------
 
 
 def _block(part: ContentPart) -> ContentBlock:
@@ -226,11 +209,10 @@ def _block(part: ContentPart) -> ContentBlock:
 def output_of(outcome: ToolOutcome, arguments: Mapping[str, Any]) -> ToolOutput:
     """Map an outcome to a LlamaIndex ``ToolOutput`` (never raises).
 
-    ``ok``: the result's content as blocks (its structured content as JSON text when it
-    sent no content). Every other status: ``is_error=True`` with the outcome's message
-    for the model (the server's text for ``tool_error``; "did not run, so nothing
-    changed" for ``not_executed``; "may or may not have run ... not repeated" for
-    ``maybe_executed``) and ``exception`` the typed error behind it, if any.
+    ``ok``: the content as blocks (structured content as JSON text if there is none).
+    Otherwise ``is_error=True``, the outcome's message for the model (the server's text;
+    "did not run, so nothing changed"; "may or may not have run ... not repeated") and
+    ``exception`` the typed error behind it, if any.
     """
     result = outcome.result
     raw = MCPRawOutput(
@@ -259,9 +241,6 @@ def output_of(outcome: ToolOutcome, arguments: Mapping[str, Any]) -> ToolOutput:
     )
 
 
-# --- tools -----------------------------------------------------------------------------
-
-
 class _Loop:
     """The event loop the tools were loaded in: where a sync call must run."""
 
@@ -272,21 +251,11 @@ class _Loop:
     def run(self, function: Callable[[], Any]) -> Any:
         if threading.get_ident() == self.thread:
             # Blocking the loop the client lives on would wait for itself for ever.
-            raise UsageError(
-                "a sync tool call cannot run on the event loop the tools were loaded "
-                "in: use `await tool.acall(...)`"
-            )
+            raise UsageError("a sync call cannot block its own event loop: use `await acall()`")
         try:
             return anyio.from_thread.run(function, token=self.token)
         except anyio.RunFinishedError as exc:
             raise ClientClosed("the event loop these tools were loaded in has ended") from exc
-
-
-def _sync_unavailable() -> UsageError:
-    return UsageError(
-        "these MCP tools are async: use `await tool.acall(...)` (a sync call works only "
-        "from another thread while the event loop they were loaded in runs)"
-    )
 
 
 class MCPTool(AsyncBaseTool):
@@ -318,9 +287,6 @@ class MCPTool(AsyncBaseTool):
             spec=spec,
         )
 
-    def __repr__(self) -> str:
-        return f"<MCPTool {self._spec.name!r}>"
-
     @property
     def metadata(self) -> MCPToolMetadata:
         return self._metadata
@@ -341,8 +307,7 @@ class MCPTool(AsyncBaseTool):
         raise UsageError(f"the tool {self._spec.name!r} takes keyword arguments only")
 
     async def acall(self, *args: Any, **kwargs: Any) -> ToolOutput:
-        """Call the tool with its arguments (keywords; one value alone for a tool of one
-        parameter, as LlamaIndex's ``acall_tool`` passes it).
+        """Call the tool (keywords; or one value alone for a one-parameter tool).
 
         Raises:
             UsageError: positional arguments the tool cannot take; ``ClientClosed``
@@ -353,16 +318,15 @@ class MCPTool(AsyncBaseTool):
         return output_of(outcome, arguments)
 
     def call(self, *args: Any, **kwargs: Any) -> ToolOutput:
-        """The same call, blocking: it runs on the event loop the tools were loaded in,
-        so it works from another thread (a worker of that loop, a sync framework's
-        thread) while that loop runs.
+        """The same call, blocking: run on the event loop the tools were loaded in, from
+        another thread while that loop runs.
 
         Raises:
             UsageError: no such loop, or called on that loop's own thread (use
                 :meth:`acall`); ``ClientClosed`` once the client or that loop ended.
         """
         if self._loop is None:
-            raise _sync_unavailable()
+            raise UsageError("this tool was not loaded on an event loop: use `await tool.acall()`")
 
         async def run() -> ToolOutput:
             return await self.acall(*args, **kwargs)
@@ -372,33 +336,21 @@ class MCPTool(AsyncBaseTool):
 
 
 class MCPToolRetriever(ObjectRetriever[BaseTool]):
-    """The spec's tools, loaded anew for every agent step: give it to
-    ``FunctionAgent(tool_retriever=...)`` (or ``AgentWorkflow``'s agents) so the model
-    sees a tool announced by ``notifications/tools/list_changed`` at its next step.
-
-    The query is ignored: every tool the spec keeps is returned (from the client's
-    cache, so a step costs no request unless the list changed).
-    """
+    """The spec's tools, loaded anew for every agent step (``FunctionAgent(
+    tool_retriever=...)``), so the model sees a tool added by ``tools/list_changed`` at
+    its next step. The query is ignored: every tool the spec keeps is returned, from the
+    client's cache (no request unless the list changed)."""
 
     def __init__(self, spec: ResilientMCPToolSpec) -> None:
         # Not a node retriever: nothing of ObjectRetriever's index machinery is used.
         self._spec = spec
 
     async def aretrieve(self, str_or_query_bundle: QueryType) -> list[BaseTool]:
-        """The tools now.
-
-        Raises:
-            ClientClosed: the client (or the spec) is closed.
-            MCPError: the tool list could not be fetched (typed as the failure).
-        """
+        """The tools now (raises as :meth:`ResilientMCPToolSpec.to_tool_list_async`)."""
         return list(await self._spec.to_tool_list_async())
 
     def retrieve(self, str_or_query_bundle: QueryType) -> list[BaseTool]:
-        """The tools now, blocking (see :meth:`ResilientMCPToolSpec.to_tool_list`).
-
-        Raises:
-            UsageError: no running loop to run on (use :meth:`aretrieve`).
-        """
+        """The tools now, blocking (raises as :meth:`ResilientMCPToolSpec.to_tool_list`)."""
         return list(self._spec.to_tool_list())
 
 
@@ -410,17 +362,15 @@ class ResilientMCPToolSpec:
     """An MCP server's tools for LlamaIndex, in the shape of ``McpToolSpec``.
 
     ``source`` is a connected :class:`~resilient_mcp.Client`, a client group or a
-    :class:`~resilient_mcp.Toolbox` (never closed here), or a target that ``connect()``
-    accepts (a URL, a command, an ``mcpServers`` entry; ``**options`` go to the client,
-    which this spec then owns: it connects on first use and closes on :meth:`aclose` or
-    on leaving ``async with``).
+    :class:`~resilient_mcp.Toolbox` (never closed here), or a target for ``connect()``
+    (with its ``**options``), whose client the spec owns: opened on first use, closed by
+    :meth:`aclose` or on leaving ``async with``.
 
     Args:
         allowed_tools: only these tool names (``McpToolSpec``'s filter); None for all.
         include: as ``allowed_tools``, or a predicate on :class:`resilient_mcp.ToolSpec`.
         exclude: never these tool names.
-        return_direct: names of tools whose (successful) output ends the agent's run,
-            LlamaIndex's ``return_direct``.
+        return_direct: tools whose successful output ends the run (``return_direct``).
         timeout: each call's deadline (default: the client's).
 
     Raises:
@@ -448,11 +398,10 @@ class ResilientMCPToolSpec:
         else:
             self._box = Toolbox(source, **options)
             self._owns_box = self._box.owns_client
-        for name, names in (("allowed_tools", allowed_tools), ("exclude", exclude)):
-            if isinstance(names, str):
-                raise UsageError(f"{name} is a collection of names, not one name")
-        if isinstance(include, str) or isinstance(return_direct, str):
-            raise UsageError("include and return_direct take collections of names")
+        if any(
+            isinstance(names, str) for names in (allowed_tools, include, exclude, return_direct)
+        ):
+            raise UsageError("tool filters are collections of names, not one name")
         self.allowed_tools = frozenset(allowed_tools) if allowed_tools is not None else None
         self._include = include if callable(include) or include is None else frozenset(include)
         self.exclude = frozenset(exclude)
@@ -511,8 +460,8 @@ class ResilientMCPToolSpec:
         return tools
 
     def to_tool_list(self) -> list[MCPTool]:
-        """The tools, blocking: from another thread while the event loop this spec was
-        first used in (``to_tool_list_async``, ``async with``) runs.
+        """The tools, blocking: from another thread while the loop this spec was first
+        used on runs.
 
         Raises:
             UsageError: the spec was never used on an event loop, or this is that
@@ -520,10 +469,7 @@ class ResilientMCPToolSpec:
             ClientClosed: the client, the spec or that loop ended.
         """
         if self._loop is None:
-            raise UsageError(
-                "use `await spec.to_tool_list_async()`: the client lives on an event "
-                "loop, and this spec has not been used on one yet"
-            )
+            raise UsageError("not used on an event loop yet: `await spec.to_tool_list_async()`")
         tools: list[MCPTool] = self._loop.run(self.to_tool_list_async)
         return tools
 
