@@ -239,7 +239,7 @@ class LegacyProtocol:
         stats.notifications[method] += 1
         params = message.get("params")
         if method == "notifications/initialized":
-            stats.initialized_notifications += 1
+            self._state.count_initialized()
             if self._config.handshake_delay > 0:
                 await anyio.sleep(self._config.handshake_delay)  # simulated server work
             session.mark_initialized()

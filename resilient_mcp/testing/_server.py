@@ -298,6 +298,15 @@ class StrictServer:
         routes = [Route(ENDPOINT_PATH, endpoint=Endpoint(self._handle_mcp))]
         return Starlette(routes=routes, lifespan=self._lifespan)
 
+    def wait_for_initialized(self, count: int, timeout: float = 10.0) -> bool:
+        """Block until `stats.initialized_notifications` reaches `count`; False on timeout.
+
+        For tests: profiles that acknowledge `notifications/initialized` before they
+        process it (the Python SDK, go-sdk) count it a moment after the client saw its
+        202. Blocking, as :meth:`wait_for_cancellations`.
+        """
+        return self._state.wait_for_initialized(count, timeout)
+
     def wait_for_cancellations(self, count: int, timeout: float = 10.0) -> bool:
         """Block until `stats.modern_cancellations` reaches `count`; False on timeout.
 

@@ -145,6 +145,7 @@ class ServerState:
         # Event ids only need to be unique; one server-wide sequence is simplest.
         self._event_ids = itertools.count(1)
         # Lets a test (in another thread) wait for a cancellation instead of polling.
+        # Wakes the blocking waits of tests (cancellations, processed `initialized`).
         self._cancellations = threading.Condition()
 
     def next_event_id(self) -> int:
@@ -215,6 +216,19 @@ class ServerState:
         with self._cancellations:
             self.stats.modern_cancellations += 1
             self._cancellations.notify_all()
+
+    def count_initialized(self) -> None:
+        """`notifications/initialized` is being processed; wakes `wait_for_initialized`."""
+        with self._cancellations:
+            self.stats.initialized_notifications += 1
+            self._cancellations.notify_all()
+
+    def wait_for_initialized(self, count: int, timeout: float) -> bool:
+        """Block until `stats.initialized_notifications` reaches `count`; False on timeout."""
+        with self._cancellations:
+            return self._cancellations.wait_for(
+                lambda: self.stats.initialized_notifications >= count, timeout
+            )
 
     def wait_for_cancellations(self, count: int, timeout: float) -> bool:
         """Block until `stats.modern_cancellations` reaches `count`; False on timeout."""
