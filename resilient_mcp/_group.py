@@ -1,0 +1,534 @@
+"""Many servers as one: ``async with resilient_mcp.connect_group(config) as group: ...``.
+
+A :class:`ClientGroup` holds one :class:`~resilient_mcp.Client` per member server and
+shows their tools as one list, namespaced (``server__tool``) and sanitised for model
+APIs (:mod:`._group_members`). What it adds to the clients is isolation:
+
+- every member connects in parallel, in the group's own background task (a
+  :class:`~resilient_mcp._host.Host`), so no caller's deadline or cancellation cuts a
+  connection attempt others wait for, and the group may be left from any task;
+- a member that cannot connect does not fail the group (unless ``require_all``); its
+  status says why, and it is tried again lazily, on its next use once its not-before
+  time has passed (backoff from a :class:`~resilient_mcp.RetryPolicy`); before that,
+  calls to it fail at once with a not-executed :class:`~resilient_mcp.ConnectError`;
+- a call touches its own member only: one server down, slow or recovering never fails
+  or delays a call to another; a listing never waits for a member that is not connected.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Callable, Mapping
+from types import MappingProxyType, TracebackType
+from typing import Any, Self, cast
+
+import anyio
+import anyio.abc
+
+from ._api import Timeout
+from ._client import Client
+from ._config import USE_CLIENT_DEFAULT
+from ._exceptions import (
+    ClientClosed,
+    ConnectError,
+    Execution,
+    HandshakeError,
+    InvalidParams,
+    MCPError,
+    RequestTimeout,
+    UsageError,
+)
+from ._group_members import (
+    Member,
+    MemberState,
+    MemberStatus,
+    Namer,
+    Servers,
+    assign_names,
+    default_namer,
+    parse_servers,
+)
+from ._handlers import ProgressCallback
+from ._host import Host
+from ._log import default_logger
+from ._options import ClientOptions, Unpack, resolve_options
+from ._retry import RetryPolicy
+from ._targets import resolve_target
+from .types import CallToolResult, Tool
+
+__all__ = ["DEFAULT_RECONNECT", "ClientGroup", "MemberState", "MemberStatus", "connect_group"]
+
+DEFAULT_RECONNECT = RetryPolicy(wait_initial=0.5, wait_max=30.0, wait_jitter=0.25)
+"""The backoff between a member's connection attempts: 0.5 s, doubling up to 30 s."""
+
+
+# Failures after which a member's client is dropped and a new one made on next use.
+_LOST = (ConnectError, ClientClosed, HandshakeError)
+
+
+class _GroupState(enum.Enum):
+    UNOPENED = "unopened"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class ClientGroup:
+    """Several MCP servers as one tool source. Safe to share between tasks.
+
+    Made by :func:`connect_group` (see there for the arguments), entered with ``async
+    with`` (or closed with :meth:`aclose`), from any task of one event loop: it may be
+    left by another task than the one that entered it.
+
+    It is a :class:`~resilient_mcp.ToolSource` (:meth:`list_tools`, :meth:`call_tool`,
+    :meth:`origin`), so ``Toolbox(group)`` and every framework adapter take it.
+    ``group["name"]`` is a member's :class:`~resilient_mcp.Client`, for everything else
+    MCP offers.
+    """
+
+    def __init__(
+        self,
+        servers: Servers,
+        /,
+        *,
+        separator: str = "__",
+        prefix: bool | Namer = True,
+        require_all: bool = False,
+        member_options: Mapping[str, ClientOptions] | None = None,
+        reconnect: RetryPolicy | None = None,
+        clock: Callable[[], float] = anyio.current_time,
+        **options: Unpack[ClientOptions],
+    ) -> None:
+        entries = parse_servers(servers)
+        overrides = dict(member_options or {})
+        unknown = sorted(set(overrides) - set(entries))
+        if unknown:
+            raise UsageError(f"member_options name no such member: {', '.join(unknown)}")
+        if not isinstance(separator, str):
+            raise UsageError("separator must be a string")
+        if prefix is True:
+            self._namer: Namer = default_namer(separator)
+        elif prefix is False:
+            self._namer = lambda server, tool: tool
+        elif callable(prefix):
+            self._namer = prefix
+        else:
+            raise UsageError("prefix must be True, False or a function (server, tool) -> name")
+        if reconnect is not None and not isinstance(reconnect, RetryPolicy):
+            raise UsageError(f"reconnect= must be a RetryPolicy, got {reconnect!r}")
+        base = resolve_options(options)
+        self._log = (base.logger if base.logger is not None else default_logger()).bind(
+            group=sorted(entries)
+        )
+        self._members: dict[str, Member] = {}
+        for name, target in entries.items():
+            merged: dict[str, Any] = {**options, **overrides.get(name, {})}
+            logger = merged.get("logger")
+            merged["logger"] = (logger if logger is not None else default_logger()).bind(
+                member=name
+            )
+            self._members[name] = Member(name, resolve_target(target), merged)
+        self._require_all = require_all
+        self._reconnect = reconnect or DEFAULT_RECONNECT
+        self._clock = clock
+        self._state = _GroupState.UNOPENED
+        self._host: Host | None = None
+        self._tasks: anyio.abc.TaskGroup | None = None
+        self._closed: anyio.Event | None = None
+        self._names: dict[str, tuple[str, str]] = {}
+        self._shown: dict[tuple[str, str], str] = {}
+
+    def __repr__(self) -> str:
+        counts: dict[str, int] = {}
+        for member in self._members.values():
+            counts[member.state.value] = counts.get(member.state.value, 0) + 1
+        shown = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+        return f"<ClientGroup [{shown}]>"
+
+    # --- members --------------------------------------------------------------------------
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        """The members' names, in the order given."""
+        return tuple(self._members)
+
+    def status(self) -> Mapping[str, MemberStatus]:
+        """A read-only snapshot of every member, by name, in member order."""
+        return MappingProxyType({name: m.status() for name, m in self._members.items()})
+
+    def __getitem__(self, name: str) -> Client:
+        """The member's connected client.
+
+        Raises:
+            UsageError: no member has this name.
+            ConnectError: the member is not connected (see :meth:`status`).
+        """
+        member = self._member(name)
+        if member.state is not MemberState.READY or member.client is None:
+            raise self._down(member, "is not connected")
+        return member.client
+
+    def _member(self, name: str) -> Member:
+        try:
+            return self._members[name]
+        except KeyError:
+            raise UsageError(f"no member named {name!r}; members: {list(self._members)}") from None
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        """Connect every member in parallel; return once each is connected or failed.
+
+        Raises:
+            ClientClosed: the group was opened before.
+            MCPError: with ``require_all``, the first failed member's error (in member
+                order; the others are closed), with a note naming the member.
+        """
+        if self._state is not _GroupState.UNOPENED:
+            raise ClientClosed("a ClientGroup can be opened only once; create a new one")
+        self._state = _GroupState.OPEN
+        self._host = Host(self._log)
+        try:
+            await self._open(self._host)
+        except BaseException:
+            await self._shutdown()
+            raise
+        return self
+
+    async def _open(self, host: Host) -> None:
+        self._tasks = await host.open()
+        for member in self._members.values():
+            self._start_attempt(member)
+        for member in self._members.values():
+            if member.attempt is not None:
+                await member.attempt.wait()
+        failed = [m for m in self._members.values() if m.state is MemberState.FAILED]
+        if self._require_all and failed and failed[0].last_error is not None:
+            error = failed[0].last_error
+            error.add_note(f"(group member {failed[0].name!r})")
+            raise error
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._shutdown()
+
+    async def aclose(self) -> None:
+        """Close every member (a stdio server is stopped and reaped) from any task; later
+        calls raise ``ClientClosed``. Never raises for a member's failure to close."""
+        if self._state is not _GroupState.UNOPENED:
+            await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        self._state = _GroupState.CLOSED
+        if self._closed is not None:
+            with anyio.CancelScope(shield=True):
+                await self._closed.wait()
+            return
+        self._closed = anyio.Event()
+        try:
+            with anyio.CancelScope(shield=True):
+                if self._host is not None:
+                    # First: attempts under way are cancelled (and clean up after
+                    # themselves), so none can hand over a client after the close below.
+                    await self._host.close()
+                async with anyio.create_task_group() as tasks:
+                    for member in self._members.values():
+                        client, member.client = member.client, None
+                        member.state = MemberState.CLOSED
+                        if client is not None:
+                            tasks.start_soon(self._close_quietly, client)
+        finally:
+            self._closed.set()
+
+    async def _close_quietly(self, client: Client) -> None:
+        try:
+            await client.aclose()
+        except MCPError as exc:
+            self._log.warning("group.close_failed", error=repr(exc))
+
+    # --- connecting -----------------------------------------------------------------------
+
+    def _start_attempt(self, member: Member) -> None:
+        assert self._tasks is not None
+        member.state = MemberState.CONNECTING
+        member.attempt = done = anyio.Event()
+        self._tasks.start_soon(self._connect, member, done)
+
+    async def _connect(self, member: Member, done: anyio.Event) -> None:
+        """One connection attempt, in the group's background task."""
+        try:
+            client = Client(member.target, **member.options)
+            try:
+                await client.__aenter__()
+            except MCPError as exc:
+                self._failed(member, exc)
+            except Exception as exc:
+                # Never expected (a client raises MCPErrors only), but one member's bug
+                # must not end the background work of all the others.
+                error = ConnectError(f"connecting failed unexpectedly: {exc!r}")
+                error.__cause__ = exc
+                self._failed(member, error)
+            else:
+                member.client = client
+                member.state = MemberState.READY
+                member.failures = 0
+                member.retry_at = None
+                self._log.info("group.member_ready", member=member.name)
+        finally:
+            done.set()
+
+    def _failed(self, member: Member, error: MCPError) -> None:
+        member.state = MemberState.FAILED
+        member.last_error = error
+        member.failures += 1
+        member.retry_at = self._clock() + self._reconnect.backoff(member.failures)
+        self._log.warning(
+            "group.member_failed", member=member.name, error=repr(error), failures=member.failures
+        )
+
+    def _lost(self, member: Member, client: Client, error: MCPError) -> None:
+        """A member's client is unusable: drop it (closed in the background)."""
+        if member.client is not client or self._state is not _GroupState.OPEN:
+            return  # already replaced, or the group is closing anyway
+        member.client = None
+        self._failed(member, error)
+        assert self._tasks is not None
+        self._tasks.start_soon(self._close_quietly, client)
+
+    def _due(self, member: Member) -> bool:
+        return member.retry_at is None or self._clock() >= member.retry_at
+
+    def _down(self, member: Member, what: str) -> ConnectError:
+        detail = f": {member.last_error.message}" if member.last_error is not None else ""
+        when = ""
+        if member.state is MemberState.FAILED and member.retry_at is not None:
+            wait = max(0.0, member.retry_at - self._clock())
+            when = f"; next connection attempt on its next use after {wait:.1f} s"
+        error = ConnectError(
+            f"server {member.name!r} {what}{detail}{when}", execution=Execution.NOT_EXECUTED
+        )
+        error.__cause__ = member.last_error
+        return error
+
+    async def _ready(self, member: Member, at: float) -> Client:
+        """The member's client, connecting it first if it is due (waiting until ``at``).
+
+        Raises:
+            ConnectError: it is down (not before its next attempt, or this one failed).
+            RequestTimeout: (not executed) it was still connecting at ``at``.
+        """
+        if member.state is MemberState.FAILED and self._due(member):
+            self._start_attempt(member)
+        if member.state is MemberState.CONNECTING and member.attempt is not None:
+            with anyio.CancelScope(deadline=at):
+                await member.attempt.wait()
+            if not member.attempt.is_set():
+                raise RequestTimeout(
+                    f"server {member.name!r} was still connecting when the call's time ran out",
+                    execution=Execution.NOT_EXECUTED,
+                )
+        if member.state is MemberState.READY and member.client is not None:
+            return member.client
+        raise self._down(member, "is down")
+
+    # --- tools --------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._state is not _GroupState.OPEN:
+            raise ClientClosed("the group is not open: use `async with connect_group(...)`")
+
+    async def list_tools(self, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> list[Tool]:
+        """Every connected member's tools, under their group names, in member order.
+
+        Members are asked in parallel (each from its client's cache, refreshed on
+        ``list_changed``). One that is not connected is left out and, when it is due,
+        a connection attempt starts in the background (its tools appear in a later
+        listing); one that fails to answer within ``timeout`` is left out too. Either
+        way :meth:`status` says why.
+
+        Raises:
+            ClientClosed: the group is closed.
+            MCPError: no member could list its tools (the first member's failure).
+        """
+        self._check_open()
+        errors: dict[str, MCPError] = {}
+        listed: set[str] = set()
+
+        async def one(member: Member) -> None:
+            if member.state is MemberState.FAILED and self._due(member):
+                self._start_attempt(member)
+            client = member.client
+            if member.state is not MemberState.READY or client is None:
+                errors[member.name] = self._down(member, "is not connected")
+                return
+            try:
+                member.tools = await client.list_tools(timeout=timeout)
+            except MCPError as exc:
+                member.last_error = errors[member.name] = exc
+                self._log.warning("group.list_failed", member=member.name, error=repr(exc))
+                if isinstance(exc, _LOST):
+                    self._lost(member, client, exc)
+                return
+            listed.add(member.name)
+
+        async with anyio.create_task_group() as tasks:
+            for member in self._members.values():
+                tasks.start_soon(one, member)
+        self._rename()
+        if not listed and errors:
+            first = errors[next(name for name in self._members if name in errors)]
+            raise first
+        return [
+            tool.model_copy(update={"name": self._shown[(member.name, tool.name)]})
+            for member in self._members.values()
+            if member.name in listed and member.tools is not None
+            for tool in member.tools
+            if (member.name, tool.name) in self._shown
+        ]
+
+    def _rename(self) -> None:
+        # From every member's last list, including those of members now down: names do
+        # not move when a member drops out, and a call to a tool of a down member is a
+        # "down" error, not an "unknown tool" one.
+        self._names = assign_names(
+            (
+                (member.name, [tool.name for tool in member.tools or ()])
+                for member in self._members.values()
+            ),
+            self._namer,
+        )
+        self._shown = {where: name for name, where in self._names.items()}
+
+    def origin(self, name: str) -> tuple[str, str]:
+        """``(member, tool name on that server)`` of a tool's group name.
+
+        Raises:
+            InvalidParams: no listed tool has this name (not executed).
+        """
+        try:
+            return self._names[name]
+        except KeyError:
+            raise _unknown_tool(name) from None
+
+    async def call_tool(
+        self,
+        name: str,
+        arguments: Mapping[str, Any] | None = None,
+        *,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
+        progress: ProgressCallback | None = None,
+        idempotent: bool | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> CallToolResult:
+        """Call a tool by its group name on its member (see ``Client.call_tool``).
+
+        A member due for reconnection is connected first, within ``timeout`` (the
+        member's ``Timeouts.request`` by default), which then covers the call too.
+
+        Raises:
+            ClientClosed: the group is closed.
+            InvalidParams: no member offers a tool of this name (not executed; also
+                after a fresh listing).
+            ConnectError: the member is down (not executed); it is tried again on a use
+                after its not-before time.
+            RequestTimeout: the member was still connecting when ``timeout`` ran out
+                (not executed), or the call timed out.
+            MCPError: as ``Client.call_tool`` (FateUnknown, ToolOutputError, ...).
+        """
+        self._check_open()
+        if name not in self._names:
+            await self.list_tools(timeout=timeout)  # a tool new since the last listing?
+        server, original = self.origin(name)
+        member = self._members[server]
+        limit = member.request_timeout if timeout is USE_CLIENT_DEFAULT else timeout
+        at = math.inf if limit is None else anyio.current_time() + cast(float, limit)
+        waited = member.state is not MemberState.READY
+        client = await self._ready(member, at)
+        if waited and limit is not None:
+            timeout = at - anyio.current_time()  # what connecting left of the call's time
+            if timeout <= 0:
+                raise RequestTimeout(
+                    f"server {server!r} connected too late for the call",
+                    execution=Execution.NOT_EXECUTED,
+                )
+        try:
+            return await client.call_tool(
+                original,
+                arguments,
+                timeout=timeout,
+                progress=progress,
+                idempotent=idempotent,
+                retry=retry,
+            )
+        except _LOST as exc:
+            self._lost(member, client, exc)
+            if isinstance(exc, ClientClosed):
+                # The member's client, not the group, was closed: for this caller the
+                # server is down, and the call never left.
+                self._check_open()
+                raise self._down(member, "was closed") from exc
+            raise
+
+
+def _unknown_tool(name: str) -> InvalidParams:
+    # InvalidParams is what a single server answers for an unknown tool (-32602): a
+    # group behaves as one server here, so adapters map both the same (not executed).
+    return InvalidParams(
+        f"unknown tool {name!r}: no member of this group offers it",
+        method="tools/call",
+        data={"name": name},
+    )
+
+
+def connect_group(
+    servers: Servers,
+    /,
+    *,
+    separator: str = "__",
+    prefix: bool | Namer = True,
+    require_all: bool = False,
+    member_options: Mapping[str, ClientOptions] | None = None,
+    reconnect: RetryPolicy | None = None,
+    clock: Callable[[], float] = anyio.current_time,
+    **options: Unpack[ClientOptions],
+) -> ClientGroup:
+    """Connect to several MCP servers as one (use as ``async with``).
+
+    Args:
+        servers: the members, by name: a mapping of names to anything ``connect()``
+            takes (a URL, a command list, an :class:`~resilient_mcp.HTTPServer` or
+            :class:`~resilient_mcp.StdioServer`, an ``mcpServers`` entry); a whole
+            config (``{"mcpServers": {...}}``, as Claude Desktop, Cursor and FastMCP
+            write it); or the path of a JSON file holding one.
+        separator: between the member's name and the tool's in the default names.
+        prefix: ``True``: tools are named ``member{separator}tool``; ``False``: their
+            own names (for frameworks that add a prefix of their own); or a function
+            ``(member, tool) -> name``. Names are then sanitised to what model APIs
+            accept (``[A-Za-z0-9_-]``, at most 64 characters, see docs/group.md).
+        require_all: entering fails if any member fails to connect (default: such a
+            member is reported by :meth:`ClientGroup.status` and tried again later).
+        member_options: per-member :class:`~resilient_mcp.ClientOptions`, over
+            ``options``.
+        reconnect: the backoff between a failed member's connection attempts
+            (:data:`DEFAULT_RECONNECT`; ``disable_backoff()`` makes it zero).
+        clock: the time the not-before times are on (for tests).
+        **options: :class:`~resilient_mcp.ClientOptions` for every member.
+
+    Raises:
+        UsageError: (at once) a bad config, target or option. On entering, with
+            ``require_all``: the first failed member's error.
+    """
+    return ClientGroup(
+        servers,
+        separator=separator,
+        prefix=prefix,
+        require_all=require_all,
+        member_options=member_options,
+        reconnect=reconnect,
+        clock=clock,
+        **options,
+    )
