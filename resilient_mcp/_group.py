@@ -48,6 +48,7 @@ from ._group_members import (
     assign_names,
     default_namer,
     parse_servers,
+    sanitise,
 )
 from ._handlers import ProgressCallback
 from ._host import Host
@@ -106,6 +107,8 @@ class ClientGroup:
             raise UsageError(f"member_options name no such member: {', '.join(unknown)}")
         if not isinstance(separator, str):
             raise UsageError("separator must be a string")
+        self._prefixed = prefix is True
+        self._separator = separator
         if prefix is True:
             self._namer: Namer = default_namer(separator)
         elif prefix is False:
@@ -355,12 +358,37 @@ class ClientGroup:
             MCPError: no member could list its tools (the first member's failure).
         """
         self._check_open()
+        listed = await self._refresh(timeout, connect=False)
+        return [
+            tool.model_copy(update={"name": self._shown[(member.name, tool.name)]})
+            for member in self._members.values()
+            if member.name in listed and member.tools is not None
+            for tool in member.tools
+            if (member.name, tool.name) in self._shown
+        ]
+
+    async def _refresh(self, timeout: Timeout, *, connect: bool) -> set[str]:
+        """Fetch every connected member's list (in parallel) and rename; with
+        ``connect``, also connect the members due for it first (within ``timeout``).
+        Returns the members listed.
+
+        Raises:
+            MCPError: no member could list its tools (the first member's failure).
+        """
         errors: dict[str, MCPError] = {}
         listed: set[str] = set()
 
         async def one(member: Member) -> None:
-            if member.state is MemberState.FAILED and self._due(member):
-                self._start_attempt(member)
+            if connect:
+                limit = member.request_timeout if timeout is USE_CLIENT_DEFAULT else timeout
+                at = math.inf if limit is None else anyio.current_time() + cast(float, limit)
+                try:
+                    await self._ready(member, at)
+                except MCPError as exc:
+                    errors[member.name] = exc
+                    return
+            elif member.state is MemberState.FAILED and self._due(member):
+                self._start_attempt(member)  # not waited for: a later listing shows it
             client = member.client
             if member.state is not MemberState.READY or client is None:
                 errors[member.name] = self._down(member, "is not connected")
@@ -372,6 +400,8 @@ class ClientGroup:
                 self._log.warning("group.list_failed", member=member.name, error=repr(exc))
                 if isinstance(exc, _LOST):
                     self._lost(member, client, exc)
+                if isinstance(exc, ClientClosed):  # the member's client, not the group
+                    errors[member.name] = self._down(member, "was closed")
                 return
             listed.add(member.name)
 
@@ -380,15 +410,8 @@ class ClientGroup:
                 tasks.start_soon(one, member)
         self._rename()
         if not listed and errors:
-            first = errors[next(name for name in self._members if name in errors)]
-            raise first
-        return [
-            tool.model_copy(update={"name": self._shown[(member.name, tool.name)]})
-            for member in self._members.values()
-            if member.name in listed and member.tools is not None
-            for tool in member.tools
-            if (member.name, tool.name) in self._shown
-        ]
+            raise errors[next(name for name in self._members if name in errors)]
+        return listed
 
     def _rename(self) -> None:
         # From every member's last list, including those of members now down: names do
@@ -441,7 +464,17 @@ class ClientGroup:
         """
         self._check_open()
         if name not in self._names:
-            await self.list_tools(timeout=timeout)  # a tool new since the last listing?
+            # A tool new since the last listing, or of a member not listed yet: this
+            # call may wait for that member (not for the others' answers to the call).
+            await self._refresh(timeout, connect=True)
+        if name not in self._names:
+            unlisted = [m for m in self._members.values() if m.tools is None]
+            if self._prefixed:
+                unlisted = [
+                    m for m in unlisted if name.startswith(sanitise(m.name + self._separator))
+                ]
+            if unlisted:
+                raise self._down(unlisted[0], "is down, and its tools are not known yet")
         server, original = self.origin(name)
         member = self._members[server]
         limit = member.request_timeout if timeout is USE_CLIENT_DEFAULT else timeout
