@@ -21,7 +21,7 @@ import enum
 import math
 from collections.abc import Callable, Mapping
 from types import MappingProxyType, TracebackType
-from typing import Any, Self, cast
+from typing import Any, Self
 
 import anyio
 import anyio.abc
@@ -34,34 +34,31 @@ from ._exceptions import (
     ConnectError,
     Execution,
     HandshakeError,
-    InvalidParams,
     MCPError,
     RequestTimeout,
     UsageError,
 )
 from ._group_members import (
+    DEFAULT_RECONNECT,
     Member,
     MemberState,
     MemberStatus,
     Namer,
     Servers,
     assign_names,
-    default_namer,
-    parse_servers,
-    sanitise,
+    make_members,
+    make_namer,
+    unknown_tool,
+    unlisted_owner,
 )
 from ._handlers import ProgressCallback
 from ._host import Host
 from ._log import default_logger
 from ._options import ClientOptions, Unpack, resolve_options
 from ._retry import RetryPolicy
-from ._targets import resolve_target
 from .types import CallToolResult, Tool
 
-__all__ = ["DEFAULT_RECONNECT", "ClientGroup", "MemberState", "MemberStatus", "connect_group"]
-
-DEFAULT_RECONNECT = RetryPolicy(wait_initial=0.5, wait_max=30.0, wait_jitter=0.25)
-"""The backoff between a member's connection attempts: 0.5 s, doubling up to 30 s."""
+__all__ = ["ClientGroup", "MemberState", "MemberStatus", "connect_group"]
 
 
 # Failures after which a member's client is dropped and a new one made on next use.
@@ -100,37 +97,15 @@ class ClientGroup:
         clock: Callable[[], float] = anyio.current_time,
         **options: Unpack[ClientOptions],
     ) -> None:
-        entries = parse_servers(servers)
-        overrides = dict(member_options or {})
-        unknown = sorted(set(overrides) - set(entries))
-        if unknown:
-            raise UsageError(f"member_options name no such member: {', '.join(unknown)}")
-        if not isinstance(separator, str):
-            raise UsageError("separator must be a string")
-        self._prefixed = prefix is True
-        self._separator = separator
-        if prefix is True:
-            self._namer: Namer = default_namer(separator)
-        elif prefix is False:
-            self._namer = lambda server, tool: tool
-        elif callable(prefix):
-            self._namer = prefix
-        else:
-            raise UsageError("prefix must be True, False or a function (server, tool) -> name")
+        self._members = make_members(servers, options, member_options)
+        self._namer = make_namer(prefix, separator)
+        self._sep = separator if prefix is True else None  # names start with the member's
         if reconnect is not None and not isinstance(reconnect, RetryPolicy):
             raise UsageError(f"reconnect= must be a RetryPolicy, got {reconnect!r}")
         base = resolve_options(options)
         self._log = (base.logger if base.logger is not None else default_logger()).bind(
-            group=sorted(entries)
+            group=list(self._members)
         )
-        self._members: dict[str, Member] = {}
-        for name, target in entries.items():
-            merged: dict[str, Any] = {**options, **overrides.get(name, {})}
-            logger = merged.get("logger")
-            merged["logger"] = (logger if logger is not None else default_logger()).bind(
-                member=name
-            )
-            self._members[name] = Member(name, resolve_target(target), merged)
         self._require_all = require_all
         self._reconnect = reconnect or DEFAULT_RECONNECT
         self._clock = clock
@@ -166,16 +141,12 @@ class ClientGroup:
             UsageError: no member has this name.
             ConnectError: the member is not connected (see :meth:`status`).
         """
-        member = self._member(name)
+        member = self._members.get(name)
+        if member is None:
+            raise UsageError(f"no member named {name!r}; members: {list(self._members)}")
         if member.state is not MemberState.READY or member.client is None:
             raise self._down(member, "is not connected")
         return member.client
-
-    def _member(self, name: str) -> Member:
-        try:
-            return self._members[name]
-        except KeyError:
-            raise UsageError(f"no member named {name!r}; members: {list(self._members)}") from None
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -276,19 +247,13 @@ class ClientGroup:
                 error.__cause__ = exc
                 self._failed(member, error)
             else:
-                member.client = client
-                member.state = MemberState.READY
-                member.failures = 0
-                member.retry_at = None
+                member.connected(client)
                 self._log.info("group.member_ready", member=member.name)
         finally:
             done.set()
 
     def _failed(self, member: Member, error: MCPError) -> None:
-        member.state = MemberState.FAILED
-        member.last_error = error
-        member.failures += 1
-        member.retry_at = self._clock() + self._reconnect.backoff(member.failures)
+        member.fail(error, self._clock() + self._reconnect.backoff(member.failures + 1))
         self._log.warning(
             "group.member_failed", member=member.name, error=repr(error), failures=member.failures
         )
@@ -306,16 +271,7 @@ class ClientGroup:
         return member.retry_at is None or self._clock() >= member.retry_at
 
     def _down(self, member: Member, what: str) -> ConnectError:
-        detail = f": {member.last_error.message}" if member.last_error is not None else ""
-        when = ""
-        if member.state is MemberState.FAILED and member.retry_at is not None:
-            wait = max(0.0, member.retry_at - self._clock())
-            when = f"; next connection attempt on its next use after {wait:.1f} s"
-        error = ConnectError(
-            f"server {member.name!r} {what}{detail}{when}", execution=Execution.NOT_EXECUTED
-        )
-        error.__cause__ = member.last_error
-        return error
+        return member.down(what, self._clock)
 
     async def _ready(self, member: Member, at: float) -> Client:
         """The member's client, connecting it first if it is due (waiting until ``at``).
@@ -380,10 +336,8 @@ class ClientGroup:
 
         async def one(member: Member) -> None:
             if connect:
-                limit = member.request_timeout if timeout is USE_CLIENT_DEFAULT else timeout
-                at = math.inf if limit is None else anyio.current_time() + cast(float, limit)
                 try:
-                    await self._ready(member, at)
+                    await self._ready(member, member.deadline(timeout))
                 except MCPError as exc:
                     errors[member.name] = exc
                     return
@@ -417,13 +371,8 @@ class ClientGroup:
         # From every member's last list, including those of members now down: names do
         # not move when a member drops out, and a call to a tool of a down member is a
         # "down" error, not an "unknown tool" one.
-        self._names = assign_names(
-            (
-                (member.name, [tool.name for tool in member.tools or ()])
-                for member in self._members.values()
-            ),
-            self._namer,
-        )
+        lists = [(m.name, [tool.name for tool in m.tools or ()]) for m in self._members.values()]
+        self._names = assign_names(lists, self._namer)
         self._shown = {where: name for name, where in self._names.items()}
 
     def origin(self, name: str) -> tuple[str, str]:
@@ -435,7 +384,7 @@ class ClientGroup:
         try:
             return self._names[name]
         except KeyError:
-            raise _unknown_tool(name) from None
+            raise unknown_tool(name) from None
 
     async def call_tool(
         self,
@@ -467,21 +416,15 @@ class ClientGroup:
             # A tool new since the last listing, or of a member not listed yet: this
             # call may wait for that member (not for the others' answers to the call).
             await self._refresh(timeout, connect=True)
-        if name not in self._names:
-            unlisted = [m for m in self._members.values() if m.tools is None]
-            if self._prefixed:
-                unlisted = [
-                    m for m in unlisted if name.startswith(sanitise(m.name + self._separator))
-                ]
-            if unlisted:
-                raise self._down(unlisted[0], "is down, and its tools are not known yet")
+        unlisted = None if name in self._names else unlisted_owner(self._members, name, self._sep)
+        if unlisted is not None:
+            raise self._down(unlisted, "is down, and its tools are not known yet")
         server, original = self.origin(name)
         member = self._members[server]
-        limit = member.request_timeout if timeout is USE_CLIENT_DEFAULT else timeout
-        at = math.inf if limit is None else anyio.current_time() + cast(float, limit)
+        at = member.deadline(timeout)
         waited = member.state is not MemberState.READY
         client = await self._ready(member, at)
-        if waited and limit is not None:
+        if waited and math.isfinite(at):
             timeout = at - anyio.current_time()  # what connecting left of the call's time
             if timeout <= 0:
                 raise RequestTimeout(
@@ -505,16 +448,6 @@ class ClientGroup:
                 self._check_open()
                 raise self._down(member, "was closed") from exc
             raise
-
-
-def _unknown_tool(name: str) -> InvalidParams:
-    # InvalidParams is what a single server answers for an unknown tool (-32602): a
-    # group behaves as one server here, so adapters map both the same (not executed).
-    return InvalidParams(
-        f"unknown tool {name!r}: no member of this group offers it",
-        method="tools/call",
-        data={"name": name},
-    )
 
 
 def connect_group(

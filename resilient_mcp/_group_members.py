@@ -24,6 +24,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+import math
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -32,15 +33,20 @@ from typing import Any
 
 import anyio
 
+from ._api import Timeout
 from ._client import Client
-from ._exceptions import MCPError, UsageError
+from ._config import UseClientDefault
+from ._exceptions import ConnectError, Execution, InvalidParams, MCPError, UsageError
+from ._log import default_logger
 from ._options import ClientOptions, resolve_options
+from ._retry import RetryPolicy
 from ._session import SessionState
-from ._targets import HTTPServer, StdioServer
+from ._targets import HTTPServer, StdioServer, resolve_target
 from ._toolbox import Target
 from .types import Era, Tool
 
 __all__ = [
+    "DEFAULT_RECONNECT",
     "MAX_NAME_LENGTH",
     "Member",
     "MemberState",
@@ -49,11 +55,18 @@ __all__ = [
     "Servers",
     "assign_names",
     "default_namer",
+    "make_members",
+    "make_namer",
     "parse_servers",
     "sanitise",
+    "unknown_tool",
+    "unlisted_owner",
 ]
 
 Servers = Mapping[str, Target] | str | os.PathLike[str]
+
+DEFAULT_RECONNECT = RetryPolicy(wait_initial=0.5, wait_max=30.0, wait_jitter=0.25)
+"""The backoff between a member's connection attempts: 0.5 s, doubling up to 30 s."""
 
 
 class MemberState(enum.Enum):
@@ -133,6 +146,90 @@ class Member:
             failures=self.failures,
             retry_at=self.retry_at if self.state is MemberState.FAILED else None,
         )
+
+    def deadline(self, timeout: Timeout) -> float:
+        """When a call made now with ``timeout`` must be over (its request timeout by default)."""
+        limit = self.request_timeout if isinstance(timeout, UseClientDefault) else timeout
+        return math.inf if limit is None else anyio.current_time() + limit
+
+    def connected(self, client: Client) -> None:
+        self.client, self.state = client, MemberState.READY
+        self.failures, self.retry_at = 0, None
+
+    def fail(self, error: MCPError, retry_at: float) -> None:
+        self.state, self.last_error, self.retry_at = MemberState.FAILED, error, retry_at
+        self.failures += 1
+
+    def down(self, what: str, clock: Callable[[], float]) -> ConnectError:
+        """The not-executed error of a call this member cannot take now."""
+        detail = f": {self.last_error.message}" if self.last_error is not None else ""
+        when = ""
+        if self.state is MemberState.FAILED and self.retry_at is not None:
+            wait = max(0.0, self.retry_at - clock())
+            when = f"; next connection attempt on its next use after {wait:.1f} s"
+        error = ConnectError(
+            f"server {self.name!r} {what}{detail}{when}", execution=Execution.NOT_EXECUTED
+        )
+        error.__cause__ = self.last_error
+        return error
+
+
+def unknown_tool(name: str) -> InvalidParams:
+    """The error of a call to a tool no member offers."""
+    # InvalidParams is what a single server answers for an unknown tool (-32602): a
+    # group behaves as one server here, so adapters map both the same (not executed).
+    return InvalidParams(
+        f"unknown tool {name!r}: no member of this group offers it",
+        method="tools/call",
+        data={"name": name},
+    )
+
+
+def unlisted_owner(members: Mapping[str, Member], name: str, sep: str | None) -> Member | None:
+    """A member that has never listed its tools and may offer ``name`` (the one whose
+    prefix it has, with prefixed names; else the first such member)."""
+    for member in members.values():
+        if member.tools is None and (sep is None or name.startswith(sanitise(member.name + sep))):
+            return member
+    return None
+
+
+def make_members(
+    servers: Servers, options: Mapping[str, Any], overrides: Mapping[str, Any] | None
+) -> dict[str, Member]:
+    """The members, each with its options (the group's, then its own over them).
+
+    Raises:
+        UsageError: a bad config, target or option; overrides for no such member.
+    """
+    entries = parse_servers(servers)
+    unknown = sorted(set(overrides or {}) - set(entries))
+    if unknown:
+        raise UsageError(f"member_options name no such member: {', '.join(unknown)}")
+    members: dict[str, Member] = {}
+    for name, target in entries.items():
+        merged: dict[str, Any] = {**options, **(overrides or {}).get(name, {})}
+        logger = merged.get("logger")
+        merged["logger"] = (logger if logger is not None else default_logger()).bind(member=name)
+        members[name] = Member(name, resolve_target(target), merged)
+    return members
+
+
+def make_namer(prefix: bool | Namer, separator: str) -> Namer:
+    """The wanted-name function of a group's ``prefix=`` and ``separator=``.
+
+    Raises:
+        UsageError: a prefix that is not True, False or a function; a bad separator.
+    """
+    if not isinstance(separator, str):
+        raise UsageError("separator must be a string")
+    if prefix is True:
+        return default_namer(separator)
+    if prefix is False:
+        return lambda server, tool: tool
+    if callable(prefix):
+        return prefix
+    raise UsageError("prefix must be True, False or a function (server, tool) -> name")
 
 
 def parse_servers(servers: Servers) -> dict[str, Target]:
