@@ -17,7 +17,6 @@ APIs (:mod:`._group_members`). What it adds to the clients is isolation:
 
 from __future__ import annotations
 
-import enum
 import math
 from collections.abc import Callable, Mapping
 from types import MappingProxyType, TracebackType
@@ -33,13 +32,14 @@ from ._exceptions import (
     ClientClosed,
     ConnectError,
     Execution,
-    HandshakeError,
     MCPError,
     RequestTimeout,
     UsageError,
 )
 from ._group_members import (
     DEFAULT_RECONNECT,
+    LOST,
+    GroupState,
     Member,
     MemberState,
     MemberStatus,
@@ -48,6 +48,7 @@ from ._group_members import (
     assign_names,
     make_members,
     make_namer,
+    may_offer,
     unknown_tool,
     unlisted_owner,
 )
@@ -59,16 +60,6 @@ from ._retry import RetryPolicy
 from .types import CallToolResult, Tool
 
 __all__ = ["ClientGroup", "MemberState", "MemberStatus", "connect_group"]
-
-
-# Failures after which a member's client is dropped and a new one made on next use.
-_LOST = (ConnectError, ClientClosed, HandshakeError)
-
-
-class _GroupState(enum.Enum):
-    UNOPENED = "unopened"
-    OPEN = "open"
-    CLOSED = "closed"
 
 
 class ClientGroup:
@@ -109,7 +100,7 @@ class ClientGroup:
         self._require_all = require_all
         self._reconnect = reconnect or DEFAULT_RECONNECT
         self._clock = clock
-        self._state = _GroupState.UNOPENED
+        self._state = GroupState.UNOPENED
         self._host: Host | None = None
         self._tasks: anyio.abc.TaskGroup | None = None
         self._closed: anyio.Event | None = None
@@ -158,9 +149,9 @@ class ClientGroup:
             MCPError: with ``require_all``, the first failed member's error (in member
                 order; the others are closed), with a note naming the member.
         """
-        if self._state is not _GroupState.UNOPENED:
+        if self._state is not GroupState.UNOPENED:
             raise ClientClosed("a ClientGroup can be opened only once; create a new one")
-        self._state = _GroupState.OPEN
+        self._state = GroupState.OPEN
         self._host = Host(self._log)
         try:
             await self._open(self._host)
@@ -193,11 +184,11 @@ class ClientGroup:
     async def aclose(self) -> None:
         """Close every member (a stdio server is stopped and reaped) from any task; later
         calls raise ``ClientClosed``. Never raises for a member's failure to close."""
-        if self._state is not _GroupState.UNOPENED:
+        if self._state is not GroupState.UNOPENED:
             await self._shutdown()
 
     async def _shutdown(self) -> None:
-        self._state = _GroupState.CLOSED
+        self._state = GroupState.CLOSED
         if self._closed is not None:
             with anyio.CancelScope(shield=True):
                 await self._closed.wait()
@@ -260,7 +251,7 @@ class ClientGroup:
 
     def _lost(self, member: Member, client: Client, error: MCPError) -> None:
         """A member's client is unusable: drop it (closed in the background)."""
-        if member.client is not client or self._state is not _GroupState.OPEN:
+        if member.client is not client or self._state is not GroupState.OPEN:
             return  # already replaced, or the group is closing anyway
         member.client = None
         self._failed(member, error)
@@ -297,7 +288,7 @@ class ClientGroup:
     # --- tools --------------------------------------------------------------------------
 
     def _check_open(self) -> None:
-        if self._state is not _GroupState.OPEN:
+        if self._state is not GroupState.OPEN:
             raise ClientClosed("the group is not open: use `async with connect_group(...)`")
 
     async def list_tools(self, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> list[Tool]:
@@ -323,10 +314,12 @@ class ClientGroup:
             if (member.name, tool.name) in self._shown
         ]
 
-    async def _refresh(self, timeout: Timeout, *, connect: bool) -> set[str]:
+    async def _refresh(
+        self, timeout: Timeout, *, connect: bool, name: str | None = None
+    ) -> set[str]:
         """Fetch every connected member's list (in parallel) and rename; with
-        ``connect``, also connect the members due for it first (within ``timeout``).
-        Returns the members listed.
+        ``connect``, also connect the members due for it first (within ``timeout``);
+        with ``name``, only the members that may offer it. Returns the members listed.
 
         Raises:
             MCPError: no member could list its tools (the first member's failure).
@@ -352,7 +345,7 @@ class ClientGroup:
             except MCPError as exc:
                 member.last_error = errors[member.name] = exc
                 self._log.warning("group.list_failed", member=member.name, error=repr(exc))
-                if isinstance(exc, _LOST):
+                if isinstance(exc, LOST):
                     self._lost(member, client, exc)
                 if isinstance(exc, ClientClosed):  # the member's client, not the group
                     errors[member.name] = self._down(member, "was closed")
@@ -361,7 +354,8 @@ class ClientGroup:
 
         async with anyio.create_task_group() as tasks:
             for member in self._members.values():
-                tasks.start_soon(one, member)
+                if name is None or may_offer(member, name, self._sep):
+                    tasks.start_soon(one, member)
         self._rename()
         if not listed and errors:
             raise errors[next(name for name in self._members if name in errors)]
@@ -414,8 +408,9 @@ class ClientGroup:
         self._check_open()
         if name not in self._names:
             # A tool new since the last listing, or of a member not listed yet: this
-            # call may wait for that member (not for the others' answers to the call).
-            await self._refresh(timeout, connect=True)
+            # call waits for the members that may offer it (with prefixed names, the
+            # one whose prefix it has), never for the others.
+            await self._refresh(timeout, connect=True, name=name)
         unlisted = None if name in self._names else unlisted_owner(self._members, name, self._sep)
         if unlisted is not None:
             raise self._down(unlisted, "is down, and its tools are not known yet")
@@ -440,7 +435,7 @@ class ClientGroup:
                 idempotent=idempotent,
                 retry=retry,
             )
-        except _LOST as exc:
+        except LOST as exc:
             self._lost(member, client, exc)
             if isinstance(exc, ClientClosed):
                 # The member's client, not the group, was closed: for this caller the

@@ -36,7 +36,15 @@ import anyio
 from ._api import Timeout
 from ._client import Client
 from ._config import UseClientDefault
-from ._exceptions import ConnectError, Execution, InvalidParams, MCPError, UsageError
+from ._exceptions import (
+    ClientClosed,
+    ConnectError,
+    Execution,
+    HandshakeError,
+    InvalidParams,
+    MCPError,
+    UsageError,
+)
 from ._log import default_logger
 from ._options import ClientOptions, resolve_options
 from ._retry import RetryPolicy
@@ -47,7 +55,9 @@ from .types import Era, Tool
 
 __all__ = [
     "DEFAULT_RECONNECT",
+    "LOST",
     "MAX_NAME_LENGTH",
+    "GroupState",
     "Member",
     "MemberState",
     "MemberStatus",
@@ -57,6 +67,7 @@ __all__ = [
     "default_namer",
     "make_members",
     "make_namer",
+    "may_offer",
     "parse_servers",
     "sanitise",
     "unknown_tool",
@@ -67,6 +78,18 @@ Servers = Mapping[str, Target] | str | os.PathLike[str]
 
 DEFAULT_RECONNECT = RetryPolicy(wait_initial=0.5, wait_max=30.0, wait_jitter=0.25)
 """The backoff between a member's connection attempts: 0.5 s, doubling up to 30 s."""
+
+
+# Failures after which a member's client is dropped and a new one made on next use.
+LOST = (ConnectError, ClientClosed, HandshakeError)
+
+
+class GroupState(enum.Enum):
+    """A group's own life: opened once, closed once."""
+
+    UNOPENED = "unopened"
+    OPEN = "open"
+    CLOSED = "closed"
 
 
 class MemberState(enum.Enum):
@@ -185,11 +208,19 @@ def unknown_tool(name: str) -> InvalidParams:
     )
 
 
+def may_offer(member: Member, name: str, sep: str | None) -> bool:
+    """Whether the group name ``name`` may be one of ``member``'s tools: with prefixed
+    names (``sep`` given), only if it starts with the member's sanitised prefix (as far
+    as a cut name keeps it); without, any member may."""
+    if sep is None:
+        return True
+    return name.startswith(sanitise(member.name + sep)[: MAX_NAME_LENGTH - _HASH_LENGTH - 1])
+
+
 def unlisted_owner(members: Mapping[str, Member], name: str, sep: str | None) -> Member | None:
-    """A member that has never listed its tools and may offer ``name`` (the one whose
-    prefix it has, with prefixed names; else the first such member)."""
+    """The first member that has never listed its tools and may offer ``name``."""
     for member in members.values():
-        if member.tools is None and (sep is None or name.startswith(sanitise(member.name + sep))):
+        if member.tools is None and may_offer(member, name, sep):
             return member
     return None
 

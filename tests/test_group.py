@@ -236,7 +236,7 @@ async def test_a_down_member_fails_only_its_own_calls_at_once() -> None:
             clock.now = status.retry_at
             with pytest.raises(ConnectError) as caught:
                 await group.call_tool("down__echo")
-            assert "not known yet" in caught.value.message
+            assert "server 'down' is down" in caught.value.message
             again = group.status()["down"]
             assert again.failures == 2
             assert again.retry_at is not None
@@ -275,6 +275,31 @@ async def test_a_stuck_call_does_not_delay_a_call_to_another_member() -> None:
                 assert done == []  # still stuck while the other member answered
                 release.set()
     assert done == ["late"]
+
+
+async def test_a_member_stuck_in_its_handshake_does_not_delay_another(tmp_path: Path) -> None:
+    # wait_ready=False: entering does not wait for handshakes, which finish in the
+    # background; a call waits for its own member's, never for another's.
+    go = tmp_path / "go"
+    os.mkfifo(go)
+    with anyio.fail_after(LIMIT_S):
+        async with (
+            serve(StrictServer()) as running,
+            connect_group(
+                {"slow": stdio_server("--silent-until", str(go)), "fast": running.url},
+                member_options={"slow": {"wait_ready": False}},
+            ) as group,
+        ):
+            assert (await group.call_tool("fast__echo", {"text": "f"})).text == "f"
+            assert group.status()["slow"].session is resilient_mcp.SessionState.INITIALIZING
+
+            def write() -> None:
+                with open(go, "w") as fifo:  # blocks until the server opened its end
+                    fifo.write("go")
+
+            await anyio.to_thread.run_sync(write)
+            assert (await group.call_tool("slow__echo", {"text": "s"})).text == "s"
+            assert group.status()["slow"].session is resilient_mcp.SessionState.READY
 
 
 async def test_require_all_fails_the_group_and_closes_the_others() -> None:
