@@ -218,6 +218,7 @@ class ClientGroup:
     # --- connecting -----------------------------------------------------------------------
 
     def _start_attempt(self, member: Member) -> None:
+        self._check_open()  # (the background task group is gone once the group closed)
         assert self._tasks is not None
         member.state = MemberState.CONNECTING
         member.attempt = done = anyio.Event()
@@ -328,17 +329,16 @@ class ClientGroup:
         listed: set[str] = set()
 
         async def one(member: Member) -> None:
-            if connect:
-                try:
+            try:
+                if connect:
                     await self._ready(member, member.deadline(timeout))
-                except MCPError as exc:
-                    errors[member.name] = exc
-                    return
-            elif member.state is MemberState.FAILED and self._due(member):
-                self._start_attempt(member)  # not waited for: a later listing shows it
-            client = member.client
-            if member.state is not MemberState.READY or client is None:
-                errors[member.name] = self._down(member, "is not connected")
+                elif member.state is MemberState.FAILED and self._due(member):
+                    self._start_attempt(member)  # not waited for: a later listing shows it
+                client = member.client
+                if member.state is not MemberState.READY or client is None:
+                    raise self._down(member, "is not connected")
+            except MCPError as exc:
+                errors[member.name] = exc
                 return
             try:
                 member.tools = await client.list_tools(timeout=timeout)
@@ -356,6 +356,7 @@ class ClientGroup:
             for member in self._members.values():
                 if name is None or may_offer(member, name, self._sep):
                     tasks.start_soon(one, member)
+        self._check_open()  # closed meanwhile: say so, not what closing did to members
         self._rename()
         if not listed and errors:
             raise errors[next(name for name in self._members if name in errors)]

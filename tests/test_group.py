@@ -302,6 +302,31 @@ async def test_a_member_stuck_in_its_handshake_does_not_delay_another(tmp_path: 
             assert group.status()["slow"].session is resilient_mcp.SessionState.READY
 
 
+async def test_closing_the_group_ends_a_call_waiting_for_a_member(tmp_path: Path) -> None:
+    go = tmp_path / "go"
+    os.mkfifo(go)  # never written: the server stays silent
+    errors: list[Exception] = []
+    with anyio.fail_after(LIMIT_S):
+        group = connect_group({"slow": stdio_server("--silent-until", str(go))}, wait_ready=False)
+        await group.__aenter__()
+        pid = stdio(group["slow"]).pid
+
+        async def call() -> None:
+            try:
+                await group.call_tool("slow__echo", {"text": "never"})
+            except Exception as exc:
+                errors.append(exc)
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(call)
+            await anyio.wait_all_tasks_blocked()  # the call waits for the silent server
+            await group.aclose()
+    assert len(errors) == 1
+    assert isinstance(errors[0], ClientClosed)
+    assert pid is not None
+    assert reaped(pid)
+
+
 async def test_require_all_fails_the_group_and_closes_the_others() -> None:
     with anyio.fail_after(LIMIT_S):
         async with serve(StrictServer()) as running:
