@@ -56,6 +56,7 @@ from ._exceptions import (
     UnsupportedProtocolVersion,
     UsageError,
 )
+from ._group import ClientGroup, MemberState, MemberStatus, connect_group
 from ._handlers import Handlers, ProgressCallback
 from ._options import ClientOptions
 from ._outcome import ContentPart, ToolOutcome, ToolStatus
@@ -82,6 +83,7 @@ __all__ = [
     "USE_CLIENT_DEFAULT",
     "Client",
     "ClientClosed",
+    "ClientGroup",
     "ClientOptions",
     "ConnectError",
     "ConnectionLost",
@@ -99,6 +101,8 @@ __all__ = [
     "Limits",
     "MCPError",
     "MalformedMessage",
+    "MemberState",
+    "MemberStatus",
     "MessageTooLarge",
     "MethodNotFound",
     "NotInitialized",
@@ -130,6 +134,7 @@ __all__ = [
     "UsageError",
     "__version__",
     "connect",
+    "connect_group",
     "connect_sync",
     "disable_backoff",
 ]
