@@ -163,8 +163,13 @@ class MCPMethods(abc.ABC):
         progress: ProgressCallback | None = None,
         idempotent: bool | None = None,
         retry: RetryPolicy | None = None,
+        meta: Mapping[str, Any] | None = None,
     ) -> CallToolResult:
         """Call a tool and return its result (also when the tool reports ``isError``).
+
+        ``meta`` is sent as the request's ``_meta`` (trace context, a framework's own
+        keys); the client's own keys (``progressToken``, the modern era's envelope)
+        take precedence over the same keys in it.
 
         If the tool declares an ``outputSchema`` in the tool list this client fetched
         (:meth:`list_tools`, which agents call first), ``structuredContent`` is validated
@@ -185,6 +190,8 @@ class MCPMethods(abc.ABC):
             FateUnknown: the call may have run and was not repeated.
         """
         params: dict[str, Any] = {"name": name, "arguments": dict(arguments or {})}
+        if meta:
+            params["_meta"] = dict(meta)
         self._catalog.for_session(self._session.generation)
         # Unknown: not told by the caller, and the tool is not in the cached list.
         unknown = idempotent is None and self._catalog.hint(name) is None

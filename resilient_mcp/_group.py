@@ -390,6 +390,7 @@ class ClientGroup:
         progress: ProgressCallback | None = None,
         idempotent: bool | None = None,
         retry: RetryPolicy | None = None,
+        meta: Mapping[str, Any] | None = None,
     ) -> CallToolResult:
         """Call a tool by its group name on its member (see ``Client.call_tool``).
 
@@ -435,6 +436,7 @@ class ClientGroup:
                 progress=progress,
                 idempotent=idempotent,
                 retry=retry,
+                meta=meta,
             )
         except LOST as exc:
             self._lost(member, client, exc)

@@ -271,6 +271,7 @@ class SyncClient:
         progress: ProgressCallback | SyncProgressCallback | None = None,
         idempotent: bool | None = None,
         retry: RetryPolicy | None = None,
+        meta: Mapping[str, Any] | None = None,
     ) -> CallToolResult:
         """Call a tool and return its result, also when it reports ``isError``
         (:meth:`Client.call_tool <resilient_mcp.Client.call_tool>`: at most once unless
@@ -290,6 +291,7 @@ class SyncClient:
                 progress=async_progress(progress),
                 idempotent=idempotent,
                 retry=retry,
+                meta=meta,
             )
         )
 

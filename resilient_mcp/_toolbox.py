@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Protocol, Self, runtime_checkable
+from typing import Any, Protocol, Self, cast, runtime_checkable
 
 import anyio
 
@@ -44,6 +44,20 @@ class ToolSource(Protocol):
         *,
         timeout: Timeout = USE_CLIENT_DEFAULT,
         progress: ProgressCallback | None = None,
+    ) -> CallToolResult: ...
+
+
+class _WithMeta(Protocol):
+    """A source whose ``call_tool`` also takes ``meta=`` (Client, ClientGroup)."""
+
+    async def call_tool(
+        self,
+        name: str,
+        arguments: Mapping[str, Any] | None = None,
+        *,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
+        progress: ProgressCallback | None = None,
+        meta: Mapping[str, Any] | None = None,
     ) -> CallToolResult: ...
 
 
@@ -255,8 +269,13 @@ class Toolbox:
         *,
         timeout: Timeout = USE_CLIENT_DEFAULT,
         progress: ProgressCallback | None = None,
+        meta: Mapping[str, Any] | None = None,
     ) -> ToolOutcome:
         """Call a tool; what the server or the network did is in the outcome.
+
+        ``meta`` is sent as the request's ``_meta`` (a source without a ``meta``
+        parameter, e.g. a ToolSource of your own, is called without it only when it is
+        empty).
 
         The client's rules hold: a call that certainly did not run is retried within its
         deadline; one that may have run is repeated only when the tool is read-only or
@@ -270,9 +289,15 @@ class Toolbox:
             timeout = self._timeout
         try:
             await self.open()
-            result = await self._source.call_tool(
-                name, arguments, timeout=timeout, progress=progress
-            )
+            if meta:
+                source: _WithMeta = cast(_WithMeta, self._source)
+                result = await source.call_tool(
+                    name, arguments, timeout=timeout, progress=progress, meta=meta
+                )
+            else:
+                result = await self._source.call_tool(
+                    name, arguments, timeout=timeout, progress=progress
+                )
         except UsageError:
             raise
         except MCPError as exc:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import base64
+import json
 import socket
+from typing import Any, Literal
 
 import anyio
+import httpx
 import pytest
 
 import resilient_mcp
@@ -17,6 +20,7 @@ from resilient_mcp.types import (
     ContentBlock,
     EmbeddedResource,
     ImageContent,
+    Progress,
     ResourceLink,
     TextContent,
     TextResourceContents,
@@ -255,3 +259,33 @@ class TestOwnership:
         client = resilient_mcp.connect("http://127.0.0.1:9/mcp")
         with pytest.raises(resilient_mcp.UsageError):
             Toolbox(client, timeouts=resilient_mcp.Timeouts())
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("era", ["legacy", "modern"])
+async def test_meta_is_sent_as_the_requests_meta_beside_the_clients_own(
+    era: Literal["legacy", "modern"],
+) -> None:
+    sent: list[dict[str, Any]] = []
+
+    async def capture(request: httpx.Request) -> None:
+        if request.method == "POST":
+            body = json.loads(request.content)
+            if body.get("method") == "tools/call":
+                sent.append(body["params"])
+
+    async def on_progress(update: Progress) -> None:
+        pass
+
+    trace = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+    async with (
+        serve(StrictServer(era=era)) as running,
+        httpx.AsyncClient(event_hooks={"request": [capture]}) as http,
+        resilient_mcp.connect(resilient_mcp.HTTPServer(running.url, http_client=http)) as client,
+    ):
+        outcome = await Toolbox(client).call("echo", {"text": "x"}, meta=trace)
+        result = await client.call_tool("echo", {"text": "y"}, meta=trace, progress=on_progress)
+    assert outcome.ok
+    assert not result.isError
+    assert [params["_meta"]["traceparent"] for params in sent] == [trace["traceparent"]] * 2
+    assert "progressToken" in sent[1]["_meta"]  # the client's own key, merged in
