@@ -45,7 +45,10 @@ from resilient_mcp.integrations.llama_index import (
 from resilient_mcp.testing import Chaos, StrictServer, serve
 from resilient_mcp.types import CallToolResult
 
-pytestmark = [pytest.mark.anyio, pytest.mark.parametrize("anyio_backend", ["asyncio"])]
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.parametrize("anyio_backend", ["asyncio"]),
+]
 
 LIMIT_S = 60  # a guard against hangs only
 ROOT = Path(__file__).resolve().parents[3]

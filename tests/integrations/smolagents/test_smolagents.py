@@ -278,7 +278,7 @@ def test_the_next_step_sees_a_tool_added_by_list_changed() -> None:
             changed.set()
 
     server = StrictServer()
-    handlers = resilient_mcp.Handlers(notification=on_notification)  # type: ignore[arg-type]
+    handlers = resilient_mcp.Handlers(notification=on_notification)
     with serve(server) as running, load_tools(running.url, handlers=handlers) as mcp:
 
         def first(offered: set[str]) -> list[Call]:
