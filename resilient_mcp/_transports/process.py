@@ -5,7 +5,9 @@ wait; SIGKILL; the process is always reaped, also when the close is cancelled.
 
 Every process has a :class:`Proc` record; flags on it say how far it is from alive
 (``gone`` → ``stopping`` → ``lost``/``finished``), so that the reader, a failed write,
-a restart and a close can all try to end it and exactly one of them does.
+a restart and a close can all try to end it and exactly one of them does. A process
+kept warm for the next client (:mod:`.warm`) gets a new record for each owner
+(:meth:`Proc.successor`); the half-read lines travel with it.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class Proc:
         "ended_by",
         "finished",
         "gone",
+        "keeping",
         "lock",
         "losing",
         "lost",
@@ -53,8 +56,10 @@ class Proc:
         "retired",
         "scope",
         "stderr_closed",
+        "stderr_splitter",
         "stderr_tail",
         "stdout_closed",
+        "stdout_splitter",
         "stopped",
         "stopping",
     )
@@ -78,6 +83,22 @@ class Proc:
         self.ended_by = "exit"  # or the signal our shutdown sequence needed
         self.stderr_tail: deque[str] = deque(maxlen=_STDERR_TAIL_LINES)
         self.reason: str | None = None  # why it is gone, once known
+        # Being handed on alive (kept warm): its readers stop, the process does not.
+        self.keeping = False
+        # What was read of a line not complete yet: it belongs to the process, not to
+        # the reader task, so that a new owner's reader goes on where the last stopped.
+        self.stdout_splitter: LineSplitter | None = None
+        self.stderr_splitter = LineSplitter(_STDERR_LINE_LIMIT)
+
+    def successor(self) -> Proc:
+        """A fresh record of the same (running) process for its next owner."""
+        proc = Proc(self.process)
+        if self.alive.is_set():
+            proc.alive.set()
+        proc.stdout_splitter = self.stdout_splitter
+        proc.stderr_splitter = self.stderr_splitter
+        proc.stderr_tail = self.stderr_tail
+        return proc
 
     @property
     def pid(self) -> int:
@@ -148,7 +169,7 @@ class Proc:
         """Log what the server writes on stderr (free-form logging, never an error)."""
         stderr = self.process.stderr
         assert stderr is not None
-        splitter = LineSplitter(_STDERR_LINE_LIMIT)
+        splitter = self.stderr_splitter
         try:
             while True:
                 try:

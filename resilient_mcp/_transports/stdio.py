@@ -9,12 +9,18 @@ handshake. That handshake first calls :meth:`StdioTransport.reset`, which restar
 server that exited (MCP 2026-07-28: a client should restart a server that exits
 unexpectedly), up to :attr:`StdioServer.max_restarts` times over the client's life.
 Starting and ending each process is :mod:`.process`'s job.
+
+With :attr:`StdioServer.keep_alive`, the process of a client that closes is handed,
+running, to :mod:`.warm`, and the next client of the same command line takes it there
+instead of starting one (it still does its own handshake). A process that refuses that
+second ``initialize`` is replaced by a new one, and the ``initialize`` is sent again.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -33,6 +39,7 @@ from .._exceptions import (
 )
 from .._log import Logger
 from .._targets import StdioServer
+from . import warm
 from .base import DELIVERED, Peer, Receipt, SendContext, Transport
 from .lines import Dropped, LineSplitter, response_id
 from .process import Proc, describe_status, spawn
@@ -88,6 +95,19 @@ class StdioTransport(Transport):
         # those given up on (whose late answers are consumed here, not reported unknown).
         self._watched: set[int] | None = None
         self._abandoned_probes: set[int] = set()
+        # Request ids sent to the running process and not answered yet: a process with
+        # any is not kept warm (a late answer would reach the next client's request).
+        self._unanswered: set[object] = set()
+        # The command line's key when the running process started (its environment
+        # then); where a warm process is kept for the next client.
+        self._proc_key: str | None = None
+        # The running process came warm from a previous client and has not answered an
+        # ``initialize`` yet: (id, line, context) of the one sent, to resend on a new
+        # process if it refuses.
+        self._warm_pending = False
+        self._warm_init: tuple[object, bytes, SendContext] | None = None
+        self.reused = 0
+        """How many times this client started on a process kept warm (keep_alive)."""
 
     # --- introspection -----------------------------------------------------------------
 
@@ -132,6 +152,18 @@ class StdioTransport(Transport):
         self._peer = peer
         self._task_group = task_group
         async with self._lifecycle:
+            if self._server.keep_alive is not None:
+                key = self.detection_key()
+                assert key is not None
+                proc = await warm.take(key)
+                if proc is not None:
+                    self._proc = proc
+                    self._proc_key = key
+                    self._warm_pending = True
+                    self.reused += 1
+                    task_group.start_soon(self._supervise, proc)
+                    self._log.info("server.reused", pid=proc.pid)
+                    return
             await self._start()
 
     async def _start(self) -> None:
@@ -140,8 +172,12 @@ class StdioTransport(Transport):
             raise ClientClosed("the stdio transport is closed")
         if self._task_group is None:
             raise ProtocolError("transport is not open")
+        self._proc_key = self.detection_key()
         proc = await spawn(self._server)
         self._proc = proc
+        self._unanswered.clear()
+        self._warm_pending = False
+        self._warm_init = None
         self._task_group.start_soon(self._supervise, proc)
         self._log.info("server.started", pid=proc.pid, restarts=self.restarts)
 
@@ -211,6 +247,8 @@ class StdioTransport(Transport):
                 if proc is None:
                     return
                 proc.retired = True
+                if self._may_keep(proc) and await self._keep(proc):
+                    return
                 await self._stop(proc)
                 # Its last stderr lines (why it exited, if it had to be killed) are
                 # worth the log; then nothing more is read.
@@ -219,6 +257,44 @@ class StdioTransport(Transport):
                 proc.scope.cancel()
                 with anyio.move_on_after(self._timeouts.close):
                     await proc.finished.wait()
+
+    def _may_keep(self, proc: Proc) -> bool:
+        """Whether ``proc`` may serve the next client (``keep_alive``)."""
+        return (
+            self._server.keep_alive is not None
+            and self._proc_key is not None
+            and not proc.gone
+            and proc.process.returncode is None
+            and self._terminal is None
+            # An answer still to come would reach the next client's request of that id.
+            and not self._unanswered
+            and not self._abandoned_probes
+            and self._watched is None
+        )
+
+    async def _keep(self, proc: Proc) -> bool:
+        """Hand ``proc``, running, to the warm pool; False: it must be stopped instead."""
+        assert self._server.keep_alive is not None
+        assert self._proc_key is not None
+        proc.keeping = True
+        async with proc.lock:  # no line half-written
+            proc.gone = True
+        proc.scope.cancel()  # its readers stop where they are; the process runs on
+        with anyio.move_on_after(self._timeouts.close):
+            await proc.finished.wait()
+        if proc.stopping or not proc.finished.is_set():
+            return proc.stopping  # it ended meanwhile (its supervisor stopped it)
+        kept = await warm.park(
+            self._proc_key,
+            proc.successor(),
+            idle=self._server.keep_alive,
+            timeouts=self._timeouts,
+            log=self._log,
+        )
+        if not kept:
+            await self._stop(proc)
+            await proc.close_pipes(self._timeouts)
+        return True
 
     async def _stop(self, proc: Proc) -> None:
         returncode = await proc.stop(self._timeouts, self._log)
@@ -277,6 +353,10 @@ class StdioTransport(Transport):
                 raise await self._gone_error(proc, ctx) from exc
         if self._watched is not None and isinstance(ctx.request_id, int):
             self._watched.add(ctx.request_id)
+        if ctx.kind == "request" and ctx.request_id is not None:
+            self._unanswered.add(ctx.request_id)
+            if self._warm_pending and ctx.method == "initialize":
+                self._warm_init = (ctx.request_id, body, ctx)
         if on_sent is not None:
             on_sent()
         return _LATER if ctx.kind == "request" else DELIVERED
@@ -316,28 +396,36 @@ class StdioTransport(Transport):
             with proc.scope:
                 async with anyio.create_task_group() as readers:
                     readers.start_soon(proc.read_stderr, self._log)
+                    ended = False
                     try:
                         await self._read_stdout(proc)
+                        ended = True
                     finally:
-                        proc.stdout_closed.set()
-                        proc.alive.set()  # an ended server shows no more life than this
+                        if ended or not proc.keeping:  # (kept warm: it is still open)
+                            proc.stdout_closed.set()
+                            proc.alive.set()  # an ended server shows no more life
                     # End of stdout: the server exited (or will); it cannot answer any more.
                     proc.gone = True
                     if not proc.retired:
                         await self._lose(proc)
                     readers.cancel_scope.cancel()
         finally:
-            with anyio.CancelScope(shield=True):
-                # Normally stopped already; this catches a task group cancelled without
-                # aclose(): the process must not outlive us.
-                await self._stop(proc)
-                await proc.close_pipes(self._timeouts)
-                proc.finished.set()
+            if proc.keeping and not proc.stdout_closed.is_set():
+                proc.finished.set()  # handed on, running (see _keep)
+            else:
+                with anyio.CancelScope(shield=True):
+                    # Normally stopped already; this catches a task group cancelled
+                    # without aclose(): the process must not outlive us.
+                    await self._stop(proc)
+                    await proc.close_pipes(self._timeouts)
+                    proc.finished.set()
 
     async def _read_stdout(self, proc: Proc) -> None:
         stdout = proc.process.stdout
         assert stdout is not None
-        splitter = LineSplitter(self._max_size)
+        if proc.stdout_splitter is None:
+            proc.stdout_splitter = LineSplitter(self._max_size)
+        splitter = proc.stdout_splitter
         try:
             while True:
                 try:
@@ -357,6 +445,7 @@ class StdioTransport(Transport):
             self.oversized_messages += 1
             self._log.warning("message.too_large", size=item, limit=self._max_size, pid=proc.pid)
             request_id = response_id(item.head if isinstance(item, Dropped) else b"")
+            self._unanswered.discard(request_id)
             if request_id is not None and self._peer is not None:
                 # The answer is lost, but we know whose it was: that request fails now
                 # (and alone) instead of waiting for its timeout.
@@ -380,6 +469,10 @@ class StdioTransport(Transport):
                 pid=proc.pid,
             )
             return
+        if isinstance(message, dict) and "method" not in message:
+            self._unanswered.discard(message.get("id"))
+            if self._warm_pending and self._refused_again(message, proc):
+                return
         if self._late_probe(message):
             return
         if self._peer is not None:
@@ -387,6 +480,39 @@ class StdioTransport(Transport):
                 self._peer.deliver(message)
             except Exception as exc:  # the session's bug must not end our reader
                 self._log.error("deliver.failed", error=repr(exc))
+
+    def _refused_again(self, message: dict[str, Any], proc: Proc) -> bool:
+        """Whether ``message`` is a warm process's refusal of a second ``initialize``
+        (consumed here: a new process is started and asked instead)."""
+        sent = self._warm_init
+        if sent is None or message.get("id") != sent[0]:
+            return False
+        self._warm_pending = False
+        self._warm_init = None
+        if "error" not in message:
+            return False  # it took the new session: it is an ordinary process from now
+        self._log.warning(
+            "server.reuse_refused", pid=proc.pid, error=str(message.get("error"))[:200]
+        )
+        if self._task_group is not None:
+            self._task_group.start_soon(self._replace_refused, proc, sent[1], sent[2])
+        return True
+
+    async def _replace_refused(self, proc: Proc, line: bytes, ctx: SendContext) -> None:
+        """Stop the warm process that refused a new session; ask a new one instead."""
+        async with self._lifecycle:
+            if self._closed or proc is not self._proc:
+                return
+            proc.retired = True
+            await self._lose(proc)
+            try:
+                await self._start()
+                self._unanswered.discard(ctx.request_id)
+                await self.send(line, ctx)
+            except MCPError as exc:
+                # The pending initialize fails with the loss; the session handshakes again.
+                self._log.warning("server.reuse_fallback_failed", error=exc.message)
+                self._report_lost(exc.message)
 
     def _late_probe(self, message: object) -> bool:
         """Whether ``message`` answers an era probe given up on (it is consumed here).

@@ -1,0 +1,212 @@
+"""Stdio server processes kept warm for the next client (``StdioServer(keep_alive=...)``).
+
+Starting a server is nearly all of a stdio connect (an interpreter or node loading), so
+a client that closes may hand its process, still running, to this pool; the next client
+of the same command line takes it instead of starting one, and does its own handshake
+on it. The rules:
+
+- The key is the detection key (:func:`.._detection.process_key`: command, arguments,
+  working directory, a keyed digest of the environment): never shared between
+  different commands or environments. One idle process per key; a second one handed in
+  meanwhile is stopped instead.
+- A process is taken out of the pool by one client (``take`` removes it before the
+  first ``await``): never used by two clients at once. Only a process with no request
+  left unanswered is handed in (the transport checks): a late answer can never reach
+  the next client's request of the same id.
+- Idle, it is read (stdout lines are dropped and logged, stderr is logged as always) so
+  that it cannot block on a full pipe, and it is stopped (stdin closed, SIGTERM,
+  SIGKILL, reaped) after ``keep_alive`` seconds, when it exits, or when the event loop
+  ends.
+
+Structured concurrency: each idle process is watched by one task of the pool's task
+group, which runs in a host task of the event loop (:class:`.._host.Host`, one per
+event loop, as a client's background work does). When the loop ends it cancels that
+task; each watcher's cleanup then stops its process, shielded. A process handed in on
+a loop that is never ended properly (no task cancellation) is killed at interpreter
+exit (:func:`_kill_leftovers`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import os
+import signal
+import threading
+import weakref
+
+import anyio
+import anyio.abc
+
+from .._config import Timeouts
+from .._host import Host, _library
+from .._log import Logger, default_logger
+from .lines import LineSplitter
+from .process import Proc
+
+__all__ = ["park", "take"]
+
+_SIGKILL: signal.Signals = getattr(signal, "SIGKILL", signal.SIGTERM)
+_CHUNK = 64 * 1024
+_IDLE_LINE_LIMIT = 64 * 1024 * 1024
+
+
+class _Entry:
+    __slots__ = ("key", "proc", "released", "scope", "taken")
+
+    def __init__(self, key: str, proc: Proc) -> None:
+        self.key = key
+        self.proc = proc
+        self.scope = anyio.CancelScope()  # its watcher: cancelled by take()
+        self.released = anyio.Event()  # the watcher returned
+        self.taken = False
+
+
+class _Pool:
+    """The idle processes of one event loop, by key."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, _Entry] = {}
+        self.task_group: anyio.abc.TaskGroup | None = None
+        self.opening: anyio.Event | None = None
+
+    async def tasks(self) -> anyio.abc.TaskGroup:
+        """The pool's task group, in a host task of this event loop (started once)."""
+        if self.task_group is not None:
+            return self.task_group
+        if self.opening is not None:
+            await self.opening.wait()
+            assert self.task_group is not None
+            return self.task_group
+        self.opening = anyio.Event()
+        try:
+            # Never closed: it lives as long as the event loop, which cancels it.
+            self.task_group = await Host(default_logger()).open()
+        finally:
+            self.opening.set()
+        return self.task_group
+
+
+_lock = threading.Lock()  # clients may live on several event loops (threads)
+# By event loop (asyncio's loop, trio's token); weak: an ended loop's pool goes with it.
+_pools: weakref.WeakKeyDictionary[object, _Pool] = weakref.WeakKeyDictionary()
+_live: set[anyio.abc.Process] = set()  # every idle process, for _kill_leftovers
+
+
+def _pool() -> _Pool:
+    token: object
+    if _library() == "trio":
+        import trio
+
+        token = trio.lowlevel.current_trio_token()
+    else:
+        token = asyncio.get_running_loop()
+    with _lock:
+        pool = _pools.get(token)
+        if pool is None:
+            pool = _pools[token] = _Pool()
+        return pool
+
+
+async def take(key: str) -> Proc | None:
+    """The idle process kept for ``key``, now the caller's (None if there is none)."""
+    pool = _pool()
+    entry = pool.entries.pop(key, None)
+    if entry is None:
+        return None
+    entry.taken = True  # before any await: no other client can get it
+    entry.scope.cancel()
+    with anyio.CancelScope(shield=True):
+        await entry.released.wait()
+    proc = entry.proc
+    if proc.stopping:
+        return None  # it exited (or its pipes broke) just before: its watcher stopped it
+    return proc.successor()
+
+
+async def park(key: str, proc: Proc, *, idle: float, timeouts: Timeouts, log: Logger) -> bool:
+    """Keep ``proc`` (running, its readers stopped) for the next client of ``key``.
+
+    Returns False (the caller stops it) if a process is kept for ``key`` already.
+    """
+    pool = _pool()
+    if key in pool.entries:
+        return False
+    entry = _Entry(key, proc)
+    pool.entries[key] = entry
+    with _lock:
+        _live.add(proc.process)
+    with anyio.CancelScope(shield=True):
+        task_group = await pool.tasks()
+    task_group.start_soon(_watch, pool, entry, idle, timeouts, log)
+    log.info("server.kept", pid=proc.pid, idle_s=idle)
+    return True
+
+
+async def _watch(pool: _Pool, entry: _Entry, idle: float, timeouts: Timeouts, log: Logger) -> None:
+    """Read the idle process until it is taken, exits, or has been idle ``idle`` s."""
+    proc = entry.proc
+    why = "exited"
+    try:
+        with entry.scope, anyio.move_on_after(idle) as timer:
+            async with anyio.create_task_group() as readers:
+                readers.start_soon(proc.read_stderr, log)
+                await _drain_stdout(proc, log)
+                readers.cancel_scope.cancel()
+        if timer.cancelled_caught:
+            why = "idle"
+    finally:
+        if pool.entries.get(entry.key) is entry:
+            del pool.entries[entry.key]
+        with _lock:
+            _live.discard(proc.process)
+        try:
+            alive = not proc.stdout_closed.is_set() and proc.process.returncode is None
+            if not (entry.taken and alive):
+                with anyio.CancelScope(shield=True):
+                    log.info("server.kept_end", pid=proc.pid, reason=why)
+                    await proc.stop(timeouts, log)
+                    await proc.close_pipes(timeouts)
+                    proc.finished.set()
+        finally:
+            entry.released.set()
+
+
+async def _drain_stdout(proc: Proc, log: Logger) -> None:
+    """Read stdout while nobody listens: what the server sends then is dropped."""
+    stdout = proc.process.stdout
+    assert stdout is not None
+    if proc.stdout_splitter is None:
+        proc.stdout_splitter = LineSplitter(_IDLE_LINE_LIMIT)
+    splitter = proc.stdout_splitter
+    try:
+        while True:
+            try:
+                chunk = await stdout.receive(_CHUNK)
+            except anyio.EndOfStream:
+                break
+            for item in splitter.feed(chunk):
+                if isinstance(item, bytes) and not item.strip():
+                    continue
+                size = item if isinstance(item, int) else len(item)
+                log.debug("server.idle_message_dropped", pid=proc.pid, size=int(size))
+    except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+        pass
+    proc.stdout_closed.set()
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    """Kill what an event loop left running without ending it (no cleanup ran)."""
+    with _lock:
+        left = list(_live)
+        _live.clear()
+    killpg = getattr(os, "killpg", None)
+    for process in left:
+        if process.returncode is None:  # not reaped: its pid is still its own
+            with contextlib.suppress(OSError):
+                if killpg is not None:
+                    killpg(process.pid, _SIGKILL)  # its group: started in a session of its own
+                else:
+                    process.kill()
