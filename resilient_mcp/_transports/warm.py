@@ -147,12 +147,13 @@ async def park(key: str, proc: Proc, *, idle: float, timeouts: Timeouts, log: Lo
 async def _watch(pool: _Pool, entry: _Entry, idle: float, timeouts: Timeouts, log: Logger) -> None:
     """Read the idle process until it is taken, exits, or has been idle ``idle`` s."""
     proc = entry.proc
-    why = "exited"
+    why = "event loop ended"
     try:
         with entry.scope, anyio.move_on_after(idle) as timer:
             async with anyio.create_task_group() as readers:
                 readers.start_soon(proc.read_stderr, log)
                 await _drain_stdout(proc, log)
+                why = "exited"
                 readers.cancel_scope.cancel()
         if timer.cancelled_caught:
             why = "idle"
@@ -165,10 +166,10 @@ async def _watch(pool: _Pool, entry: _Entry, idle: float, timeouts: Timeouts, lo
             alive = not proc.stdout_closed.is_set() and proc.process.returncode is None
             if not (entry.taken and alive):
                 with anyio.CancelScope(shield=True):
-                    log.info("server.kept_end", pid=proc.pid, reason=why)
                     await proc.stop(timeouts, log)
                     await proc.close_pipes(timeouts)
                     proc.finished.set()
+                log.info("server.kept_end", pid=proc.pid, reason=why)  # (stopped, reaped)
         finally:
             entry.released.set()
 
