@@ -196,6 +196,31 @@ class Proc:
         log.info("server.stderr", line=text[:_STDERR_LOG_CHARS], pid=self.process.pid)
         self.stderr_tail.append(text[:_STDERR_TAIL_CHARS])
 
+    def end_reason(self, command: str, why: str | None) -> str:
+        """Why it is gone, for the loss it causes (``why``: a reason known already)."""
+        if why is not None:
+            reason = why
+        elif self.ended_by != "exit":
+            reason = f"the stdio server {command!r} closed its stdout and was stopped"
+        else:
+            reason = f"the stdio server {command!r} {describe_status(self.process.returncode)}"
+        return reason + self.last_words()
+
+    def gone_for_good(self, server: StdioServer, restarts: int) -> str:
+        """Why it is not restarted (``restarts``: how many were used)."""
+        status = describe_status(self.process.returncode)
+        if not server.restart:
+            terminal = (
+                f"the stdio server {server.command!r} {status} and is not restarted "
+                "(StdioServer.restart=False)"
+            )
+        else:
+            terminal = (
+                f"the stdio server {server.command!r} {status} and its restarts are "
+                f"used up ({restarts} of StdioServer.max_restarts={server.max_restarts})"
+            )
+        return terminal + self.last_words()
+
     def last_words(self) -> str:
         """The end of its stderr, for an error message ("" if it wrote nothing)."""
         return "; last stderr: " + " | ".join(self.stderr_tail) if self.stderr_tail else ""

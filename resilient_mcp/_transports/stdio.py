@@ -10,17 +10,15 @@ server that exited (MCP 2026-07-28: a client should restart a server that exits
 unexpectedly), up to :attr:`StdioServer.max_restarts` times over the client's life.
 Starting and ending each process is :mod:`.process`'s job.
 
-With :attr:`StdioServer.keep_alive`, the process of a client that closes is handed,
-running, to :mod:`.warm`, and the next client of the same command line takes it there
-instead of starting one (it still does its own handshake). A process that refuses that
-second ``initialize`` is replaced by a new one, and the ``initialize`` is sent again.
+With :attr:`StdioServer.keep_alive`, a closing client hands its process to :mod:`.warm`
+for the next client of the same command line (which handshakes again; a process that
+refuses is replaced by a new one, and the handshake's first request is sent again).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
 
 import anyio
 import anyio.abc
@@ -42,7 +40,7 @@ from .._targets import StdioServer
 from . import warm
 from .base import DELIVERED, Peer, Receipt, SendContext, Transport
 from .lines import Dropped, LineSplitter, response_id
-from .process import Proc, describe_status, spawn
+from .process import Proc, spawn
 
 __all__ = ["StdioTransport"]
 
@@ -91,23 +89,9 @@ class StdioTransport(Transport):
         self.malformed_messages = 0
         self.oversized_messages = 0
         self.late_probe_answers = 0
-        # Ids of the requests sent while an era probe runs (None: none runs), and of
-        # those given up on (whose late answers are consumed here, not reported unknown).
-        self._watched: set[int] | None = None
-        self._abandoned_probes: set[int] = set()
-        # Request ids sent to the running process and not answered yet: a process with
-        # any is not kept warm (a late answer would reach the next client's request).
-        self._unanswered: set[object] = set()
-        # The command line's key when the running process started (its environment
-        # then); where a warm process is kept for the next client.
-        self._proc_key: str | None = None
-        # The running process came warm from a previous client and has not answered an
-        # ``initialize`` yet: (id, line, context) of the one sent, to resend on a new
-        # process if it refuses.
-        self._warm_pending = False
-        self._warm_init: tuple[object, bytes, SendContext] | None = None
-        self.reused = 0
-        """How many times this client started on a process kept warm (keep_alive)."""
+        self._ledger = warm.Ledger()  # the ids of our requests (probes, unanswered)
+        self._proc_key: str | None = None  # the command line's key at the current start
+        self.reused = 0  # how many times this client took a process kept warm
 
     # --- introspection -----------------------------------------------------------------
 
@@ -159,7 +143,7 @@ class StdioTransport(Transport):
                 if proc is not None:
                     self._proc = proc
                     self._proc_key = key
-                    self._warm_pending = True
+                    self._ledger.warm = True
                     self.reused += 1
                     task_group.start_soon(self._supervise, proc)
                     self._log.info("server.reused", pid=proc.pid)
@@ -175,9 +159,7 @@ class StdioTransport(Transport):
         self._proc_key = self.detection_key()
         proc = await spawn(self._server)
         self._proc = proc
-        self._unanswered.clear()
-        self._warm_pending = False
-        self._warm_init = None
+        self._ledger.new_process()
         self._task_group.start_soon(self._supervise, proc)
         self._log.info("server.started", pid=proc.pid, restarts=self.restarts)
 
@@ -199,7 +181,6 @@ class StdioTransport(Transport):
                 return
             await self._lose(proc)  # reaped, and the loss reported, before anything new
             server = self._server
-            status = describe_status(proc.process.returncode)
             if server.restart and self.restarts < server.max_restarts:
                 self.restarts += 1
                 self._log.warning(
@@ -214,18 +195,7 @@ class StdioTransport(Transport):
                     self._terminal = exc.message
                     self._log.warning("server.gone", reason=exc.message)
                 return
-            if not server.restart:
-                terminal = (
-                    f"the stdio server {server.command!r} {status} and is not restarted "
-                    "(StdioServer.restart=False)"
-                )
-            else:
-                terminal = (
-                    f"the stdio server {server.command!r} {status} and its restarts are "
-                    f"used up ({self.restarts} of StdioServer.max_restarts="
-                    f"{server.max_restarts})"
-                )
-            self._terminal = terminal + proc.last_words()
+            self._terminal = proc.gone_for_good(server, self.restarts)
             self._log.warning("server.gone", reason=self._terminal)
 
     async def end_session(self, ctx: SendContext) -> None:
@@ -247,7 +217,7 @@ class StdioTransport(Transport):
                 if proc is None:
                     return
                 proc.retired = True
-                if self._may_keep(proc) and await self._keep(proc):
+                if await self._keep(proc):
                     return
                 await self._stop(proc)
                 # Its last stderr lines (why it exited, if it had to be killed) are
@@ -258,43 +228,20 @@ class StdioTransport(Transport):
                 with anyio.move_on_after(self._timeouts.close):
                     await proc.finished.wait()
 
-    def _may_keep(self, proc: Proc) -> bool:
-        """Whether ``proc`` may serve the next client (``keep_alive``)."""
-        return (
-            self._server.keep_alive is not None
-            and self._proc_key is not None
-            and not proc.gone
-            and proc.process.returncode is None
-            and self._terminal is None
-            # An answer still to come would reach the next client's request of that id.
-            and not self._unanswered
-            and not self._abandoned_probes
-            and self._watched is None
-        )
-
     async def _keep(self, proc: Proc) -> bool:
-        """Hand ``proc``, running, to the warm pool; False: it must be stopped instead."""
-        assert self._server.keep_alive is not None
-        assert self._proc_key is not None
-        proc.keeping = True
-        async with proc.lock:  # no line half-written
-            proc.gone = True
-        proc.scope.cancel()  # its readers stop where they are; the process runs on
-        with anyio.move_on_after(self._timeouts.close):
-            await proc.finished.wait()
-        if proc.stopping or not proc.finished.is_set():
-            return proc.stopping  # it ended meanwhile (its supervisor stopped it)
-        kept = await warm.park(
-            self._proc_key,
-            proc.successor(),
-            idle=self._server.keep_alive,
-            timeouts=self._timeouts,
-            log=self._log,
-        )
-        if not kept:
-            await self._stop(proc)
-            await proc.close_pipes(self._timeouts)
-        return True
+        """Hand ``proc``, running, to the warm pool if it may serve the next client;
+        False: it must be stopped instead."""
+        key, idle = self._proc_key, self._server.keep_alive
+        if (
+            key is None
+            or idle is None
+            or proc.gone
+            or proc.process.returncode is not None
+            or self._terminal is not None
+            or not self._ledger.quiet()  # a late answer would reach the next client
+        ):
+            return False
+        return await warm.hand_in(key, proc, idle=idle, timeouts=self._timeouts, log=self._log)
 
     async def _stop(self, proc: Proc) -> None:
         returncode = await proc.stop(self._timeouts, self._log)
@@ -326,6 +273,9 @@ class StdioTransport(Transport):
         async with proc.lock:
             if proc.gone:
                 raise await self._gone_error(proc, ctx)
+            if ctx.kind == "request" and ctx.request_id is not None:
+                # Noted before the write: the answer may be read before the write returns.
+                self._ledger.sent(ctx.request_id, body, ctx)
             stdin = proc.process.stdin
             assert stdin is not None
             try:
@@ -351,12 +301,6 @@ class StdioTransport(Transport):
                 self._log.debug("stdin.write_failed", error=repr(exc))
                 self._abandon(proc, None)
                 raise await self._gone_error(proc, ctx) from exc
-        if self._watched is not None and isinstance(ctx.request_id, int):
-            self._watched.add(ctx.request_id)
-        if ctx.kind == "request" and ctx.request_id is not None:
-            self._unanswered.add(ctx.request_id)
-            if self._warm_pending and ctx.method == "initialize":
-                self._warm_init = (ctx.request_id, body, ctx)
         if on_sent is not None:
             on_sent()
         return _LATER if ctx.kind == "request" else DELIVERED
@@ -445,7 +389,7 @@ class StdioTransport(Transport):
             self.oversized_messages += 1
             self._log.warning("message.too_large", size=item, limit=self._max_size, pid=proc.pid)
             request_id = response_id(item.head if isinstance(item, Dropped) else b"")
-            self._unanswered.discard(request_id)
+            self._ledger.unanswered.discard(request_id)
             if request_id is not None and self._peer is not None:
                 # The answer is lost, but we know whose it was: that request fails now
                 # (and alone) instead of waiting for its timeout.
@@ -470,8 +414,11 @@ class StdioTransport(Transport):
             )
             return
         if isinstance(message, dict) and "method" not in message:
-            self._unanswered.discard(message.get("id"))
-            if self._warm_pending and self._refused_again(message, proc):
+            refused = self._ledger.answered(message)
+            if refused is not None:  # a warm process refused a new session
+                self._log.warning("server.reuse_refused", pid=proc.pid, error=refused[2])
+                if self._task_group is not None:
+                    self._task_group.start_soon(self._replace_refused, proc, *refused[:2])
                 return
         if self._late_probe(message):
             return
@@ -480,23 +427,6 @@ class StdioTransport(Transport):
                 self._peer.deliver(message)
             except Exception as exc:  # the session's bug must not end our reader
                 self._log.error("deliver.failed", error=repr(exc))
-
-    def _refused_again(self, message: dict[str, Any], proc: Proc) -> bool:
-        """Whether ``message`` is a warm process's refusal of a second ``initialize``
-        (consumed here: a new process is started and asked instead)."""
-        sent = self._warm_init
-        if sent is None or message.get("id") != sent[0]:
-            return False
-        self._warm_pending = False
-        self._warm_init = None
-        if "error" not in message:
-            return False  # it took the new session: it is an ordinary process from now
-        self._log.warning(
-            "server.reuse_refused", pid=proc.pid, error=str(message.get("error"))[:200]
-        )
-        if self._task_group is not None:
-            self._task_group.start_soon(self._replace_refused, proc, sent[1], sent[2])
-        return True
 
     async def _replace_refused(self, proc: Proc, line: bytes, ctx: SendContext) -> None:
         """Stop the warm process that refused a new session; ask a new one instead."""
@@ -507,10 +437,8 @@ class StdioTransport(Transport):
             await self._lose(proc)
             try:
                 await self._start()
-                self._unanswered.discard(ctx.request_id)
                 await self.send(line, ctx)
             except MCPError as exc:
-                # The pending initialize fails with the loss; the session handshakes again.
                 self._log.warning("server.reuse_fallback_failed", error=exc.message)
                 self._report_lost(exc.message)
 
@@ -524,23 +452,20 @@ class StdioTransport(Transport):
         if not isinstance(message, dict) or "method" in message:
             return False
         request_id = message.get("id")
-        if not isinstance(request_id, int) or request_id not in self._abandoned_probes:
+        if not self._ledger.late(request_id):
             return False
-        self._abandoned_probes.discard(request_id)
         self.late_probe_answers += 1
         self._log.info("era.probe_late", request_id=request_id, answered="result" in message)
         return True
 
     def watch_probes(self) -> None:
         """An era probe starts: note the ids of the requests sent from now on."""
-        self._watched = set()
+        self._ledger.watched = set()
 
     def end_probes(self, *, abandoned: bool) -> None:
         """The probe is over; ``abandoned``: it went unanswered and was given up on, so
         late answers to what was sent meanwhile are expected (see :meth:`_late_probe`)."""
-        if abandoned and self._watched is not None:
-            self._abandoned_probes |= self._watched
-        self._watched = None
+        self._ledger.end_watch(abandoned=abandoned)
 
     # --- ending a process ----------------------------------------------------------------------
 
@@ -564,15 +489,7 @@ class StdioTransport(Transport):
                     await proc.stdout_closed.wait()
                     await proc.stderr_closed.wait()
             returncode = proc.process.returncode
-            command = self._server.command
-            if why is not None:
-                reason = why
-            elif proc.ended_by != "exit":
-                reason = f"the stdio server {command!r} closed its stdout and was stopped"
-            else:
-                reason = f"the stdio server {command!r} {describe_status(returncode)}"
-            reason += proc.last_words()
-            proc.reason = reason
+            reason = proc.reason = proc.end_reason(self._server.command, why)
         finally:
             proc.lost.set()
             if not proc.stdout_closed.is_set():

@@ -42,14 +42,107 @@ import anyio.abc
 from .._config import Timeouts
 from .._host import Host, _library
 from .._log import Logger, default_logger
+from .base import SendContext
 from .lines import LineSplitter
 from .process import Proc
 
-__all__ = ["park", "take"]
+__all__ = ["Ledger", "hand_in", "park", "take"]
 
 _SIGKILL: signal.Signals = getattr(signal, "SIGKILL", signal.SIGTERM)
 _CHUNK = 64 * 1024
 _IDLE_LINE_LIMIT = 64 * 1024 * 1024
+# JSON-RPC "method not found": a legacy server's normal answer to the era probe, not a
+# refusal of a new session.
+_METHOD_NOT_FOUND = -32601
+
+
+class Ledger:
+    """The ids of one stdio transport's requests: what may still be answered.
+
+    Attributes:
+        unanswered: ids sent to the current process and not answered yet; it is kept
+            only without any (a late answer would reach the next client's request of
+            the same id).
+        warm: the process came warm from an earlier client, and the first request of
+            this client's handshake has not been answered yet.
+        watched: ids sent while an era probe runs (None: none runs).
+        abandoned: ids sent during a probe given up on: their late answers are
+            consumed by the transport, not reported unknown.
+    """
+
+    def __init__(self) -> None:
+        self.unanswered: set[object] = set()
+        self.warm = False
+        self._first: tuple[object, bytes, SendContext] | None = None
+        self.watched: set[int] | None = None
+        self.abandoned: set[int] = set()
+
+    def new_process(self) -> None:
+        """A new process started: nothing sent to it yet, and it is not warm."""
+        self.unanswered.clear()
+        self.warm = False
+        self._first = None
+
+    def quiet(self) -> bool:
+        """Nothing more can be answered: the process may serve another client."""
+        return not self.unanswered and not self.abandoned and self.watched is None
+
+    def end_watch(self, *, abandoned: bool) -> None:
+        """The probe is over; ``abandoned``: late answers to what it watched may come."""
+        if abandoned and self.watched is not None:
+            self.abandoned |= self.watched
+        self.watched = None
+
+    def late(self, request_id: object) -> bool:
+        """Whether ``request_id`` was sent during a probe given up on (once each)."""
+        if not isinstance(request_id, int) or request_id not in self.abandoned:
+            return False
+        self.abandoned.discard(request_id)
+        return True
+
+    def sent(self, request_id: object, line: bytes, ctx: SendContext) -> None:
+        """A request is being written (before the write: its answer may come first)."""
+        self.unanswered.add(request_id)
+        if self.watched is not None and isinstance(request_id, int):
+            self.watched.add(request_id)
+        if self.warm and self._first is None and not ctx.session_ready:
+            self._first = (request_id, line, ctx)  # the handshake's first request
+
+    def answered(self, message: dict[str, object]) -> tuple[bytes, SendContext, str] | None:
+        """Note an answer. If it is a warm process's error to the first request of a new
+        session (it refuses a second ``initialize``): that request's line and context,
+        to send to a new process instead, and the error (shortened) for the log."""
+        request_id = message.get("id")
+        self.unanswered.discard(request_id)
+        first = self._first
+        if not self.warm or first is None or request_id != first[0]:
+            return None
+        self.warm = False
+        self._first = None
+        error = message.get("error")
+        if not isinstance(error, dict) or error.get("code") == _METHOD_NOT_FOUND:
+            return None  # it took the new session: an ordinary process from now on
+        return first[1], first[2], str(error)[:200]
+
+
+async def hand_in(key: str, proc: Proc, *, idle: float, timeouts: Timeouts, log: Logger) -> bool:
+    """Stop ``proc``'s readers and keep it, running, for the next client of ``key``.
+
+    Returns False if it could not be kept (the caller stops it as usual); True if it
+    was kept, or ended meanwhile and was stopped by its reader (nothing left to do).
+    """
+    proc.keeping = True
+    async with proc.lock:  # no line half-written
+        proc.gone = True
+    proc.scope.cancel()  # its readers stop where they are; the process runs on
+    with anyio.move_on_after(timeouts.close):
+        await proc.finished.wait()
+    if proc.stopping or not proc.finished.is_set():
+        return proc.stopping  # it ended meanwhile (its supervisor stopped it)
+    if not await park(key, proc.successor(), idle=idle, timeouts=timeouts, log=log):
+        await proc.stop(timeouts, log)
+        await proc.close_pipes(timeouts)
+    return True
 
 
 class _Entry:
