@@ -22,7 +22,7 @@ import anyio
 import pytest
 
 import resilient_mcp
-from resilient_mcp import Client, StdioServer, UsageError
+from resilient_mcp import Client, DetectionCache, StdioServer, UsageError
 from tests.peers.launcher import PeerUnavailable, stdio_command
 from tests.test_stdio import FAST, SERVER, Events, reaped, record_of, stdio
 
@@ -180,7 +180,10 @@ REFUSES_SECOND_INITIALIZE = textwrap.dedent(
 )
 
 
-async def test_a_process_that_refuses_a_second_initialize_is_replaced(tmp_path: Path) -> None:
+@pytest.mark.parametrize("probed", [False, True], ids=["legacy", "auto-probed-first"])
+async def test_a_process_that_refuses_a_second_initialize_is_replaced(
+    tmp_path: Path, probed: bool
+) -> None:
     script = tmp_path / "once.py"
     script.write_text(REFUSES_SECOND_INITIALIZE)
     server = StdioServer(sys.executable, args=[str(script)], keep_alive=KEEP)
@@ -188,7 +191,14 @@ async def test_a_process_that_refuses_a_second_initialize_is_replaced(tmp_path: 
     with anyio.fail_after(LIMIT_S):
         try:
             first = await pid_of_a_session(server)
-            async with Client(server, timeouts=FAST, logger=events, era="legacy") as client:
+            # Probed first (a cache of its own): the probe's "method not found" is not the
+            # refusal; the initialize after it is.
+            options: dict[str, Any] = (
+                {"era": "auto", "detection_cache": DetectionCache()}
+                if probed
+                else {"era": "legacy"}
+            )
+            async with Client(server, timeouts=FAST, logger=events, **options) as client:
                 assert (await client.call_tool("echo", {"text": "fresh"})).text == "fresh"
                 second = stdio(client).pid
             assert second not in (None, first)

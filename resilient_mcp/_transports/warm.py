@@ -117,10 +117,12 @@ class Ledger:
         first = self._first
         if not self.warm or first is None or request_id != first[0]:
             return None
-        self.warm = False
         self._first = None
         error = message.get("error")
-        if not isinstance(error, dict) or error.get("code") == _METHOD_NOT_FOUND:
+        if isinstance(error, dict) and error.get("code") == _METHOD_NOT_FOUND:
+            return None  # a legacy server's answer to the probe: watch the next request
+        self.warm = False
+        if not isinstance(error, dict):
             return None  # it took the new session: an ordinary process from now on
         return first[1], first[2], str(error)[:200]
 
