@@ -122,10 +122,17 @@ class StdioServer:
             set (``PATH``, ``HOME``, ``LANG``, ``TERM``, ``SYSTEMROOT``...) plus ``env``.
         restart: restart a server that exits unexpectedly (a fresh handshake follows).
         max_restarts: restarts allowed over the client's life.
+        keep_alive: opt-in warm process: when a client closes, its server process is
+            kept this many seconds for the next client of the same command line (same
+            command, arguments, working directory and environment), which then skips
+            the process start but still does its own handshake. Never shared by two
+            clients at once; stopped when idle that long, and at the end of the event
+            loop. None (the default): the process is stopped at close.
 
     Raises:
-        UsageError: an empty command, ``args`` given as one string, or a negative
-            ``max_restarts``.
+        UsageError: an empty command, ``args`` given as one string, a negative
+            ``max_restarts``, or a ``keep_alive`` that is not a positive number of
+            seconds.
     """
 
     command: str
@@ -136,6 +143,7 @@ class StdioServer:
     inherit_env: bool = True
     restart: bool = True
     max_restarts: int = 3
+    keep_alive: float | None = None
 
     def __post_init__(self) -> None:
         if not self.command or not isinstance(self.command, str):
@@ -145,6 +153,14 @@ class StdioServer:
             raise UsageError("StdioServer.args must be a list of arguments, not one string")
         if self.max_restarts < 0:
             raise UsageError("StdioServer.max_restarts must not be negative")
+        keep = self.keep_alive
+        if keep is not None and (
+            isinstance(keep, bool) or not isinstance(keep, int | float) or not keep > 0
+        ):
+            # (True would silently mean one second.)
+            raise UsageError(
+                "StdioServer.keep_alive must be a positive number of idle seconds (or None)"
+            )
         object.__setattr__(self, "args", tuple(self.args))
 
     def describe(self) -> str:

@@ -5,7 +5,9 @@ wait; SIGKILL; the process is always reaped, also when the close is cancelled.
 
 Every process has a :class:`Proc` record; flags on it say how far it is from alive
 (``gone`` → ``stopping`` → ``lost``/``finished``), so that the reader, a failed write,
-a restart and a close can all try to end it and exactly one of them does.
+a restart and a close can all try to end it and exactly one of them does. A process
+kept warm for the next client (:mod:`.warm`) gets a new record for each owner
+(:meth:`Proc.successor`); the half-read lines travel with it.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class Proc:
         "ended_by",
         "finished",
         "gone",
+        "keeping",
         "lock",
         "losing",
         "lost",
@@ -53,8 +56,10 @@ class Proc:
         "retired",
         "scope",
         "stderr_closed",
+        "stderr_splitter",
         "stderr_tail",
         "stdout_closed",
+        "stdout_splitter",
         "stopped",
         "stopping",
     )
@@ -78,6 +83,22 @@ class Proc:
         self.ended_by = "exit"  # or the signal our shutdown sequence needed
         self.stderr_tail: deque[str] = deque(maxlen=_STDERR_TAIL_LINES)
         self.reason: str | None = None  # why it is gone, once known
+        # Being handed on alive (kept warm): its readers stop, the process does not.
+        self.keeping = False
+        # What was read of a line not complete yet: it belongs to the process, not to
+        # the reader task, so that a new owner's reader goes on where the last stopped.
+        self.stdout_splitter: LineSplitter | None = None
+        self.stderr_splitter = LineSplitter(_STDERR_LINE_LIMIT)
+
+    def successor(self) -> Proc:
+        """A fresh record of the same (running) process for its next owner."""
+        proc = Proc(self.process)
+        if self.alive.is_set():
+            proc.alive.set()
+        proc.stdout_splitter = self.stdout_splitter
+        proc.stderr_splitter = self.stderr_splitter
+        proc.stderr_tail = self.stderr_tail
+        return proc
 
     @property
     def pid(self) -> int:
@@ -148,7 +169,7 @@ class Proc:
         """Log what the server writes on stderr (free-form logging, never an error)."""
         stderr = self.process.stderr
         assert stderr is not None
-        splitter = LineSplitter(_STDERR_LINE_LIMIT)
+        splitter = self.stderr_splitter
         try:
             while True:
                 try:
@@ -174,6 +195,31 @@ class Proc:
                 return
         log.info("server.stderr", line=text[:_STDERR_LOG_CHARS], pid=self.process.pid)
         self.stderr_tail.append(text[:_STDERR_TAIL_CHARS])
+
+    def end_reason(self, command: str, why: str | None) -> str:
+        """Why it is gone, for the loss it causes (``why``: a reason known already)."""
+        if why is not None:
+            reason = why
+        elif self.ended_by != "exit":
+            reason = f"the stdio server {command!r} closed its stdout and was stopped"
+        else:
+            reason = f"the stdio server {command!r} {describe_status(self.process.returncode)}"
+        return reason + self.last_words()
+
+    def gone_for_good(self, server: StdioServer, restarts: int) -> str:
+        """Why it is not restarted (``restarts``: how many were used)."""
+        status = describe_status(self.process.returncode)
+        if not server.restart:
+            terminal = (
+                f"the stdio server {server.command!r} {status} and is not restarted "
+                "(StdioServer.restart=False)"
+            )
+        else:
+            terminal = (
+                f"the stdio server {server.command!r} {status} and its restarts are "
+                f"used up ({restarts} of StdioServer.max_restarts={server.max_restarts})"
+            )
+        return terminal + self.last_words()
 
     def last_words(self) -> str:
         """The end of its stderr, for an error message ("" if it wrote nothing)."""

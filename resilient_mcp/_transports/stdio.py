@@ -9,6 +9,10 @@ handshake. That handshake first calls :meth:`StdioTransport.reset`, which restar
 server that exited (MCP 2026-07-28: a client should restart a server that exits
 unexpectedly), up to :attr:`StdioServer.max_restarts` times over the client's life.
 Starting and ending each process is :mod:`.process`'s job.
+
+With :attr:`StdioServer.keep_alive`, a closing client hands its process to :mod:`.warm`
+for the next client of the same command line (which handshakes again; a process that
+refuses is replaced by a new one, and the handshake's first request is sent again).
 """
 
 from __future__ import annotations
@@ -33,9 +37,10 @@ from .._exceptions import (
 )
 from .._log import Logger
 from .._targets import StdioServer
+from . import warm
 from .base import DELIVERED, Peer, Receipt, SendContext, Transport
 from .lines import Dropped, LineSplitter, response_id
-from .process import Proc, describe_status, spawn
+from .process import Proc, spawn
 
 __all__ = ["StdioTransport"]
 
@@ -84,10 +89,9 @@ class StdioTransport(Transport):
         self.malformed_messages = 0
         self.oversized_messages = 0
         self.late_probe_answers = 0
-        # Ids of the requests sent while an era probe runs (None: none runs), and of
-        # those given up on (whose late answers are consumed here, not reported unknown).
-        self._watched: set[int] | None = None
-        self._abandoned_probes: set[int] = set()
+        self._ledger = warm.Ledger()  # the ids of our requests (probes, unanswered)
+        self._proc_key: str | None = None  # the command line's key at the current start
+        self.reused = 0  # how many times this client took a process kept warm
 
     # --- introspection -----------------------------------------------------------------
 
@@ -132,6 +136,18 @@ class StdioTransport(Transport):
         self._peer = peer
         self._task_group = task_group
         async with self._lifecycle:
+            if self._server.keep_alive is not None:
+                key = self.detection_key()
+                assert key is not None
+                proc = await warm.take(key)
+                if proc is not None:
+                    self._proc = proc
+                    self._proc_key = key
+                    self._ledger.warm = True
+                    self.reused += 1
+                    task_group.start_soon(self._supervise, proc)
+                    self._log.info("server.reused", pid=proc.pid)
+                    return
             await self._start()
 
     async def _start(self) -> None:
@@ -140,8 +156,10 @@ class StdioTransport(Transport):
             raise ClientClosed("the stdio transport is closed")
         if self._task_group is None:
             raise ProtocolError("transport is not open")
+        self._proc_key = self.detection_key()
         proc = await spawn(self._server)
         self._proc = proc
+        self._ledger.new_process()
         self._task_group.start_soon(self._supervise, proc)
         self._log.info("server.started", pid=proc.pid, restarts=self.restarts)
 
@@ -163,7 +181,6 @@ class StdioTransport(Transport):
                 return
             await self._lose(proc)  # reaped, and the loss reported, before anything new
             server = self._server
-            status = describe_status(proc.process.returncode)
             if server.restart and self.restarts < server.max_restarts:
                 self.restarts += 1
                 self._log.warning(
@@ -178,18 +195,7 @@ class StdioTransport(Transport):
                     self._terminal = exc.message
                     self._log.warning("server.gone", reason=exc.message)
                 return
-            if not server.restart:
-                terminal = (
-                    f"the stdio server {server.command!r} {status} and is not restarted "
-                    "(StdioServer.restart=False)"
-                )
-            else:
-                terminal = (
-                    f"the stdio server {server.command!r} {status} and its restarts are "
-                    f"used up ({self.restarts} of StdioServer.max_restarts="
-                    f"{server.max_restarts})"
-                )
-            self._terminal = terminal + proc.last_words()
+            self._terminal = proc.gone_for_good(server, self.restarts)
             self._log.warning("server.gone", reason=self._terminal)
 
     async def end_session(self, ctx: SendContext) -> None:
@@ -211,6 +217,8 @@ class StdioTransport(Transport):
                 if proc is None:
                     return
                 proc.retired = True
+                if await self._keep(proc):
+                    return
                 await self._stop(proc)
                 # Its last stderr lines (why it exited, if it had to be killed) are
                 # worth the log; then nothing more is read.
@@ -219,6 +227,21 @@ class StdioTransport(Transport):
                 proc.scope.cancel()
                 with anyio.move_on_after(self._timeouts.close):
                     await proc.finished.wait()
+
+    async def _keep(self, proc: Proc) -> bool:
+        """Hand ``proc``, running, to the warm pool if it may serve the next client;
+        False: it must be stopped instead."""
+        key, idle = self._proc_key, self._server.keep_alive
+        if (
+            key is None
+            or idle is None
+            or proc.gone
+            or proc.process.returncode is not None
+            or self._terminal is not None
+            or not self._ledger.quiet()  # a late answer would reach the next client
+        ):
+            return False
+        return await warm.hand_in(key, proc, idle=idle, timeouts=self._timeouts, log=self._log)
 
     async def _stop(self, proc: Proc) -> None:
         returncode = await proc.stop(self._timeouts, self._log)
@@ -250,6 +273,9 @@ class StdioTransport(Transport):
         async with proc.lock:
             if proc.gone:
                 raise await self._gone_error(proc, ctx)
+            if ctx.kind == "request" and ctx.request_id is not None:
+                # Noted before the write: the answer may be read before the write returns.
+                self._ledger.sent(ctx.request_id, body, ctx)
             stdin = proc.process.stdin
             assert stdin is not None
             try:
@@ -275,8 +301,6 @@ class StdioTransport(Transport):
                 self._log.debug("stdin.write_failed", error=repr(exc))
                 self._abandon(proc, None)
                 raise await self._gone_error(proc, ctx) from exc
-        if self._watched is not None and isinstance(ctx.request_id, int):
-            self._watched.add(ctx.request_id)
         if on_sent is not None:
             on_sent()
         return _LATER if ctx.kind == "request" else DELIVERED
@@ -316,28 +340,36 @@ class StdioTransport(Transport):
             with proc.scope:
                 async with anyio.create_task_group() as readers:
                     readers.start_soon(proc.read_stderr, self._log)
+                    ended = False
                     try:
                         await self._read_stdout(proc)
+                        ended = True
                     finally:
-                        proc.stdout_closed.set()
-                        proc.alive.set()  # an ended server shows no more life than this
+                        if ended or not proc.keeping:  # (kept warm: it is still open)
+                            proc.stdout_closed.set()
+                            proc.alive.set()  # an ended server shows no more life
                     # End of stdout: the server exited (or will); it cannot answer any more.
                     proc.gone = True
                     if not proc.retired:
                         await self._lose(proc)
                     readers.cancel_scope.cancel()
         finally:
-            with anyio.CancelScope(shield=True):
-                # Normally stopped already; this catches a task group cancelled without
-                # aclose(): the process must not outlive us.
-                await self._stop(proc)
-                await proc.close_pipes(self._timeouts)
-                proc.finished.set()
+            if proc.keeping and not proc.stdout_closed.is_set():
+                proc.finished.set()  # handed on, running (see _keep)
+            else:
+                with anyio.CancelScope(shield=True):
+                    # Normally stopped already; this catches a task group cancelled
+                    # without aclose(): the process must not outlive us.
+                    await self._stop(proc)
+                    await proc.close_pipes(self._timeouts)
+                    proc.finished.set()
 
     async def _read_stdout(self, proc: Proc) -> None:
         stdout = proc.process.stdout
         assert stdout is not None
-        splitter = LineSplitter(self._max_size)
+        if proc.stdout_splitter is None:
+            proc.stdout_splitter = LineSplitter(self._max_size)
+        splitter = proc.stdout_splitter
         try:
             while True:
                 try:
@@ -357,6 +389,7 @@ class StdioTransport(Transport):
             self.oversized_messages += 1
             self._log.warning("message.too_large", size=item, limit=self._max_size, pid=proc.pid)
             request_id = response_id(item.head if isinstance(item, Dropped) else b"")
+            self._ledger.unanswered.discard(request_id)
             if request_id is not None and self._peer is not None:
                 # The answer is lost, but we know whose it was: that request fails now
                 # (and alone) instead of waiting for its timeout.
@@ -380,6 +413,13 @@ class StdioTransport(Transport):
                 pid=proc.pid,
             )
             return
+        if isinstance(message, dict) and "method" not in message:
+            refused = self._ledger.answered(message)
+            if refused is not None:  # a warm process refused a new session
+                self._log.warning("server.reuse_refused", pid=proc.pid, error=refused[2])
+                if self._task_group is not None:
+                    self._task_group.start_soon(self._replace_refused, proc, *refused[:2])
+                return
         if self._late_probe(message):
             return
         if self._peer is not None:
@@ -387,6 +427,20 @@ class StdioTransport(Transport):
                 self._peer.deliver(message)
             except Exception as exc:  # the session's bug must not end our reader
                 self._log.error("deliver.failed", error=repr(exc))
+
+    async def _replace_refused(self, proc: Proc, line: bytes, ctx: SendContext) -> None:
+        """Stop the warm process that refused a new session; ask a new one instead."""
+        async with self._lifecycle:
+            if self._closed or proc is not self._proc:
+                return
+            proc.retired = True
+            await self._lose(proc)
+            try:
+                await self._start()
+                await self.send(line, ctx)
+            except MCPError as exc:
+                self._log.warning("server.reuse_fallback_failed", error=exc.message)
+                self._report_lost(exc.message)
 
     def _late_probe(self, message: object) -> bool:
         """Whether ``message`` answers an era probe given up on (it is consumed here).
@@ -398,23 +452,20 @@ class StdioTransport(Transport):
         if not isinstance(message, dict) or "method" in message:
             return False
         request_id = message.get("id")
-        if not isinstance(request_id, int) or request_id not in self._abandoned_probes:
+        if not self._ledger.late(request_id):
             return False
-        self._abandoned_probes.discard(request_id)
         self.late_probe_answers += 1
         self._log.info("era.probe_late", request_id=request_id, answered="result" in message)
         return True
 
     def watch_probes(self) -> None:
         """An era probe starts: note the ids of the requests sent from now on."""
-        self._watched = set()
+        self._ledger.watched = set()
 
     def end_probes(self, *, abandoned: bool) -> None:
         """The probe is over; ``abandoned``: it went unanswered and was given up on, so
         late answers to what was sent meanwhile are expected (see :meth:`_late_probe`)."""
-        if abandoned and self._watched is not None:
-            self._abandoned_probes |= self._watched
-        self._watched = None
+        self._ledger.end_watch(abandoned=abandoned)
 
     # --- ending a process ----------------------------------------------------------------------
 
@@ -438,15 +489,7 @@ class StdioTransport(Transport):
                     await proc.stdout_closed.wait()
                     await proc.stderr_closed.wait()
             returncode = proc.process.returncode
-            command = self._server.command
-            if why is not None:
-                reason = why
-            elif proc.ended_by != "exit":
-                reason = f"the stdio server {command!r} closed its stdout and was stopped"
-            else:
-                reason = f"the stdio server {command!r} {describe_status(returncode)}"
-            reason += proc.last_words()
-            proc.reason = reason
+            reason = proc.reason = proc.end_reason(self._server.command, why)
         finally:
             proc.lost.set()
             if not proc.stdout_closed.is_set():
