@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     from ._targets import HTTPServer
 
-__all__ = ["HTTPX", "HTTPStack", "HTTPStackName", "load", "resolve", "stack_for"]
+__all__ = ["HTTPX", "HTTPStack", "HTTPStackName", "httpx2_hints", "load", "resolve", "stack_for"]
 
 HTTPStackName = Literal["httpx", "httpx2"]
 _NAMES: tuple[HTTPStackName, ...] = ("httpx", "httpx2")
@@ -202,3 +202,27 @@ def resolve(requested: str | None, *, http_client: object, auth: object) -> HTTP
                 f"pass an {stack.name} one, or http_stack={library!r}"
             )
     return stack.name
+
+
+class _Httpx2Hints:
+    """``httpx2`` as public annotations name it, resolvable at run time without importing
+    httpx2 (``typing.get_type_hints(HTTPServer)`` must work for a user without it).
+
+    Its classes once httpx2 is loaded; before, stand-ins that nothing is an instance of,
+    which is exact: no httpx2 object can exist before httpx2 is imported.
+    """
+
+    def __getattr__(self, name: str) -> type:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        module = sys.modules.get("httpx2")
+        found: type = getattr(module, name) if module is not None else _stand_in(name)
+        return found
+
+
+@functools.cache
+def _stand_in(name: str) -> type:
+    return type(name, (), {"__module__": "httpx2", "__doc__": "httpx2 is not loaded."})
+
+
+httpx2_hints = _Httpx2Hints()

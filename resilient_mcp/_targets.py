@@ -28,6 +28,8 @@ from .types import HTTPTransportName
 
 if TYPE_CHECKING:
     import httpx2
+else:  # the annotations below resolve at run time too, without importing httpx2
+    from ._http_stack import httpx2_hints as httpx2
 
 __all__ = ["HTTPServer", "StdioServer", "resolve_target"]
 

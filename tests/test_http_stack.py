@@ -193,7 +193,8 @@ class TestOnARealServer:
 
 def test_a_plain_httpx_user_never_imports_httpx2() -> None:
     """In a fresh interpreter (the tests' own has httpx2 loaded), our own client and a
-    user's httpx client both work without httpx2 being imported; asking for it does."""
+    user's httpx client both work, and HTTPServer's type hints resolve, without httpx2
+    being imported; asking for it does import it."""
     script = textwrap.dedent(
         """
         import sys
@@ -205,6 +206,9 @@ def test_a_plain_httpx_user_never_imports_httpx2() -> None:
         from resilient_mcp.testing import StrictServer, serve
 
         assert "httpx2" not in sys.modules, "imported by resilient_mcp itself"
+        # Public annotations name httpx2's classes, and still resolve without it.
+        import typing
+        typing.get_type_hints(resilient_mcp.HTTPServer)
 
         async def main() -> None:
             async with serve(StrictServer()) as running:
