@@ -31,11 +31,14 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
 from ._exceptions import UsageError
+
+if TYPE_CHECKING:
+    import httpx2
 
 __all__ = ["Detection", "DetectionCache", "default_cache", "http_key", "process_key"]
 
@@ -137,8 +140,8 @@ def http_key(
     url: httpx.URL,
     *,
     headers: Mapping[str, str] | None = None,
-    auth: httpx.Auth | None = None,
-    http_client: httpx.AsyncClient | None = None,
+    auth: httpx.Auth | httpx2.Auth | None = None,
+    http_client: httpx.AsyncClient | httpx2.AsyncClient | None = None,
 ) -> str:
     """The cache key of an HTTP endpoint as seen with one set of credentials.
 

@@ -16,13 +16,20 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from ._exceptions import UsageError
+from ._http_stack import HTTPStackName
+from ._http_stack import resolve as resolve_stack
 from ._log import redact_url
 from .types import HTTPTransportName
+
+if TYPE_CHECKING:
+    import httpx2
+else:  # the annotations below resolve at run time too, without importing httpx2
+    from ._http_stack import httpx2_hints as httpx2
 
 __all__ = ["HTTPServer", "StdioServer", "resolve_target"]
 
@@ -65,24 +72,34 @@ class HTTPServer:
         url: the endpoint (``http://`` or ``https://``); a legacy HTTP+SSE server's
             ``.../sse`` URL works too.
         headers: extra headers for every request (never logged, never in a repr).
-        auth: an ``httpx.Auth`` for every request.
-        http_client: an ``httpx.AsyncClient`` to share (connection pool, proxies, TLS);
-            it is used as is and never closed by us.
+        auth: an ``httpx.Auth`` (an ``httpx2.Auth`` on the httpx2 stack) for every
+            request.
+        http_client: an ``httpx.AsyncClient`` or an ``httpx2.AsyncClient`` to share
+            (connection pool, proxies, TLS); it is used as is and never closed by us.
         transport: ``"auto"`` (default): Streamable HTTP first, and the legacy HTTP+SSE
             transport (MCP 2024-11-05) when the server refuses it, as the spec's
             back-compat rules say. Force one with ``"streamable-http"`` or ``"sse"``.
+        http_stack: the HTTP library: ``"httpx"`` or ``"httpx2"`` (pydantic's successor
+            of httpx, installed by the ``httpx2`` extra). By default, the library of
+            ``http_client`` (or of ``auth``), else httpx; once constructed, the field
+            holds the library in use.
 
     Raises:
         UsageError: a URL that is not ``http(s)://``, headers that are not strings, an
-            unknown transport.
+            unknown transport or HTTP stack, ``http_stack="httpx2"`` without httpx2
+            installed, an ``http_client`` or ``auth`` that is not httpx's or httpx2's,
+            or one of the other library than ``http_stack``.
     """
 
     url: str
     _: KW_ONLY
     headers: Mapping[str, str] | None = field(default=None, repr=False, hash=False)
-    auth: httpx.Auth | None = field(default=None, repr=False, compare=False)
-    http_client: httpx.AsyncClient | None = field(default=None, repr=False, compare=False)
+    auth: httpx.Auth | httpx2.Auth | None = field(default=None, repr=False, compare=False)
+    http_client: httpx.AsyncClient | httpx2.AsyncClient | None = field(
+        default=None, repr=False, compare=False
+    )
     transport: HTTPTransportName = "auto"
+    http_stack: HTTPStackName | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.url, str) or not self.url.startswith(("http://", "https://")):
@@ -98,10 +115,13 @@ class HTTPServer:
             ):
                 raise UsageError("HTTPServer.headers must map strings to strings")
             object.__setattr__(self, "headers", dict(self.headers))
+        stack = resolve_stack(self.http_stack, http_client=self.http_client, auth=self.auth)
+        object.__setattr__(self, "http_stack", stack)
 
     def __repr__(self) -> str:
         # The URL without credentials or query string (API keys like to hide there).
-        return f"HTTPServer({self.describe()!r}, transport={self.transport!r})"
+        stack = "" if self.http_stack == "httpx" else f", http_stack={self.http_stack!r}"
+        return f"HTTPServer({self.describe()!r}, transport={self.transport!r}{stack})"
 
     def describe(self) -> str:
         """How logs and errors name this server: the URL without credentials or query."""

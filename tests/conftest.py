@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from resilient_mcp._detection import default_cache
+from resilient_mcp._http_stack import HTTPStackName
 
 # Framework adapters are tested in one environment per framework (`make integrations`
 # sets RESILIENT_MCP_FRAMEWORK and runs tests/integrations/<framework>); the main
@@ -18,6 +19,13 @@ collect_ignore_glob = [] if os.environ.get("RESILIENT_MCP_FRAMEWORK") else ["int
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+@pytest.fixture(params=["httpx", "httpx2"])
+def http_stack(request: pytest.FixtureRequest) -> HTTPStackName:
+    """The HTTP library under test: tests of the HTTP transports run on both stacks."""
+    name: HTTPStackName = request.param
+    return name
 
 
 @pytest.fixture(autouse=True)

@@ -1,22 +1,27 @@
-"""The two HTTP transports, driven directly (no session) against respx: a recording peer
-stands in for the JSON-RPC layer; headers, receipts, typed errors and streams."""
+"""The two HTTP transports, driven directly (no session) against a mock router: a
+recording peer stands in for the JSON-RPC layer; headers, receipts, typed errors and
+streams. Every test runs on both HTTP stacks (httpx and httpx2): the router answers in
+the stack's own classes, as the library's network layer would."""
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
-from collections.abc import AsyncIterator, Callable, Generator, Iterator
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Callable, Generator
+from types import ModuleType
+from typing import Any, NamedTuple, TypeVar
 
 import anyio
 import httpx
+import httpx2
 import pytest
-import respx
 from anyio.streams.memory import MemoryObjectSendStream
 
 import resilient_mcp
 from resilient_mcp import _exceptions as errors
 from resilient_mcp._config import Limits, Timeouts
+from resilient_mcp._http_stack import HTTPStackName
 from resilient_mcp._targets import HTTPServer
 from resilient_mcp._transports.base import Receipt, SendContext, Transport
 from resilient_mcp._transports.sse import LegacySSETransport
@@ -74,16 +79,28 @@ class Log:
         return lambda event, **kw: self.events.append((level, event, kw))
 
 
-class FailingAuth(httpx.Auth):
+class _FailingFlow:
     """An auth flow that raises a foreign exception (for every method, or one)."""
 
     def __init__(self, method: str | None = None) -> None:
         self.method = method
 
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+    def auth_flow(self, request: Any) -> Generator[Any, Any, None]:
         if self.method is None or request.method == self.method:
             raise RuntimeError("token refresh failed")
         yield request
+
+
+class FailingAuth(_FailingFlow, httpx.Auth):
+    pass
+
+
+class FailingAuth2(_FailingFlow, httpx2.Auth):
+    pass
+
+
+LIBS: dict[str, ModuleType] = {"httpx": httpx, "httpx2": httpx2}
+AUTHS: dict[str, type[_FailingFlow]] = {"httpx": FailingAuth, "httpx2": FailingAuth2}
 
 
 def event(message: Any, *, event_id: str | None = None, name: str | None = None) -> bytes:
@@ -110,50 +127,137 @@ async def body(
             done.set()
 
 
-def sse(*steps: bytes | anyio.Event | Exception, done: anyio.Event | None = None) -> httpx.Response:
-    return httpx.Response(200, content=body(*steps, done=done), headers=SSE_TYPE)
+class Call(NamedTuple):
+    request: Any
 
 
-def json_response(doc: Any, status: int = 200, session: str | None = None) -> httpx.Response:
-    headers = {} if session is None else {"mcp-session-id": session}
-    return httpx.Response(status, json=doc, headers=headers)
+class Calls(list[Call]):
+    @property
+    def last(self) -> Call:
+        return self[-1]
 
 
-def streamable(
-    *, limits: Limits | None = None, log: Log | None = None, **server: Any
-) -> StreamableHTTPTransport:
-    limits, http = limits or Limits(), HTTPServer(URL, **server)
-    return StreamableHTTPTransport(http, timeouts=Timeouts(), limits=limits, logger=log or Log())
+class Route:
+    """What one (method, URL) is answered with, and the requests it got (respx's shape)."""
+
+    def __init__(self, method: str | None, url: str | None) -> None:
+        self.method, self.url = method, url
+        self.calls = Calls()
+        self._answer: Any = None
+        self._side_effect: Any = None
+
+    def mock(self, *, return_value: Any = None, side_effect: Any = None) -> Route:
+        self._answer, self._side_effect = return_value, side_effect
+        return self
+
+    @property
+    def called(self) -> bool:
+        return bool(self.calls)
+
+    @property
+    def call_count(self) -> int:
+        return len(self.calls)
+
+    def matches(self, request: Any) -> bool:
+        return (self.method is None or request.method == self.method) and (
+            self.url is None or str(request.url) == self.url
+        )
+
+    async def answer(self, request: Any) -> Any:
+        self.calls.append(Call(request))
+        effect = self._side_effect
+        if effect is None:
+            return self._answer
+        if isinstance(effect, type) and issubclass(effect, Exception):
+            request_error: Any = effect  # an httpx(2) RequestError class: takes the request
+            raise request_error("mocked", request=request)
+        if isinstance(effect, Exception):
+            raise effect
+        answer = effect(request)
+        return await answer if inspect.isawaitable(answer) else answer
+
+
+class Router:
+    """Answers every request of one HTTP stack's clients (ours and the user's) in place
+    of its network transport, as respx does for httpx; the first matching route wins."""
+
+    def __init__(self) -> None:
+        self.routes: list[Route] = []
+
+    def route(self, method: str | None = None, url: str | None = None) -> Route:
+        self.routes.append(Route(method, url))
+        return self.routes[-1]
+
+    def post(self, url: str) -> Route:
+        return self.route("POST", url)
+
+    def get(self, url: str) -> Route:
+        return self.route("GET", url)
+
+    def delete(self, url: str) -> Route:
+        return self.route("DELETE", url)
+
+    async def handle(self, request: Any) -> Any:
+        await request.aread()
+        for route in self.routes:
+            if route.matches(request):
+                return await route.answer(request)
+        raise AssertionError(f"no route for {request.method} {request.url}")
 
 
 class Mocked:
-    """Base of the test classes: respx answers every request; routes on URL via helpers."""
+    """Base of the test classes: the router answers every request, on both stacks;
+    ``self.http`` is the stack's module (its ``Response``, its exceptions)."""
 
-    router: respx.MockRouter
+    router: Router
     peer: Peer
-    stream: respx.Route
+    stream: Route
+    stack: HTTPStackName
+    http: Any
 
     @pytest.fixture(autouse=True)
-    def _respx(self) -> Iterator[None]:
-        with respx.mock(assert_all_called=False) as router:
-            self.router = router
-            yield
+    def _router(self, http_stack: HTTPStackName, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.stack, self.http, self.router = http_stack, LIBS[http_stack], Router()
+        router = self.router
 
-    def post(self, **mock: Any) -> respx.Route:
+        async def handle(transport: Any, request: Any) -> Any:
+            return await router.handle(request)
+
+        monkeypatch.setattr(self.http.AsyncHTTPTransport, "handle_async_request", handle)
+
+    def post(self, **mock: Any) -> Route:
         return self.router.post(URL).mock(**mock)
 
-    def get(self, **mock: Any) -> respx.Route:
+    def get(self, **mock: Any) -> Route:
         return self.router.get(URL).mock(**mock)
+
+    def sse(self, *steps: bytes | anyio.Event | Exception, done: anyio.Event | None = None) -> Any:
+        return self.http.Response(200, content=body(*steps, done=done), headers=SSE_TYPE)
+
+    def json_response(self, doc: Any, status: int = 200, session: str | None = None) -> Any:
+        headers = {} if session is None else {"mcp-session-id": session}
+        return self.http.Response(status, json=doc, headers=headers)
+
+    def auth(self, method: str | None = None) -> _FailingFlow:
+        return AUTHS[self.stack](method)
+
+    def streamable(
+        self, *, limits: Limits | None = None, log: Log | None = None, **server: Any
+    ) -> StreamableHTTPTransport:
+        limits, http = limits or Limits(), HTTPServer(URL, http_stack=self.stack, **server)
+        return StreamableHTTPTransport(
+            http, timeouts=Timeouts(), limits=limits, logger=log or Log()
+        )
 
     async def send(self, ctx: SendContext = REQUEST, **server: Any) -> Receipt:
         """One message on a fresh transport (``streamable(**server)``), to ``self.peer``."""
         self.peer = Peer()
-        async with opened(streamable(**server), self.peer) as transport:
+        async with opened(self.streamable(**server), self.peer) as transport:
             return await transport.send(BODY if ctx.kind == "request" else b"{}", ctx)
 
     async def fail(self, exc_type: type[E], ctx: SendContext = REQUEST, **server: Any) -> E:
         """The error one message fails with on a fresh transport."""
-        async with opened(streamable(**server), Peer()) as transport:
+        async with opened(self.streamable(**server), Peer()) as transport:
             with pytest.raises(exc_type) as info:
                 await transport.send(BODY, ctx)
         return info.value
@@ -176,7 +280,7 @@ class TestHeaders(Mocked):
     """Every POST's headers come from its SendContext and the HTTPServer, never from state."""
 
     async def test_headers_come_from_the_context_and_the_server_spec(self) -> None:
-        route = self.post(return_value=json_response(ANSWER))
+        route = self.post(return_value=self.json_response(ANSWER))
         ctx = SendContext(
             method="tools/call",
             request_id=1,
@@ -184,7 +288,7 @@ class TestHeaders(Mocked):
             protocol_version="2025-06-18",
             headers={"Mcp-Method": "tools/call"},
         )
-        async with opened(streamable(headers={"X-Api-Key": "k"}), Peer()) as transport:
+        async with opened(self.streamable(headers={"X-Api-Key": "k"}), Peer()) as transport:
             await transport.send(BODY, ctx)
         request = route.calls.last.request
         assert request.headers["mcp-session-id"] == "s-1"
@@ -196,9 +300,9 @@ class TestHeaders(Mocked):
         assert request.content == BODY
 
     async def test_our_headers_replace_the_users_whatever_their_case(self) -> None:
-        route = self.post(return_value=json_response(ANSWER))
+        route = self.post(return_value=self.json_response(ANSWER))
         mine = {"accept": "text/html", "content-type": "text/plain", "X-Api-Key": "k"}
-        async with opened(streamable(headers=mine), Peer()) as transport:
+        async with opened(self.streamable(headers=mine), Peer()) as transport:
             await transport.send(BODY, REQUEST)
         sent = route.calls.last.request.headers
         assert sent.get_list("accept") == ["application/json, text/event-stream"]
@@ -212,13 +316,13 @@ class TestHeaders(Mocked):
     async def test_protocol_version_header_only_from_2025_06_18(
         self, version: str, sent: bool
     ) -> None:
-        route = self.post(return_value=httpx.Response(202))
+        route = self.post(return_value=self.http.Response(202))
         await self.send(SendContext(kind="notification", protocol_version=version))
         assert ("mcp-protocol-version" in route.calls.last.request.headers) is sent
 
     async def test_an_assigned_session_id_is_sent_only_when_the_context_carries_it(self) -> None:
-        route = self.post(return_value=json_response(ANSWER, session="a"))
-        async with opened(streamable(), Peer()) as transport:
+        route = self.post(return_value=self.json_response(ANSWER, session="a"))
+        async with opened(self.streamable(), Peer()) as transport:
             assert await transport.send(BODY, REQUEST) == Receipt("delivered", "a")
             await transport.send(BODY, REQUEST)
         assert "mcp-session-id" not in route.calls.last.request.headers
@@ -228,7 +332,7 @@ class TestReceipts(Mocked):
     """What send() returns tells how the answer came, and which session the server gave."""
 
     async def test_json_answer_is_delivered_with_the_assigned_session_id(self) -> None:
-        self.post(return_value=json_response(ANSWER, session="srv-1"))
+        self.post(return_value=self.json_response(ANSWER, session="srv-1"))
         assert await self.send() == Receipt("delivered", "srv-1")
         assert self.peer.messages == [ANSWER]
 
@@ -236,24 +340,26 @@ class TestReceipts(Mocked):
         # The Python SDK's 400 "Missing session ID" carries a fresh, never-initialized id.
         refusal = {"code": -32600, "message": "Bad Request: Missing session ID"}
         error = {"jsonrpc": "2.0", "id": "x", "error": refusal}
-        self.post(return_value=json_response(error, 400, "trap"))
+        self.post(return_value=self.json_response(error, 400, "trap"))
         assert (await self.fail(errors.NotInitialized)).session_id is None
 
     async def test_202_to_a_request_is_accepted(self) -> None:
-        self.post(return_value=httpx.Response(202, headers={"mcp-session-id": "s"}))
+        self.post(return_value=self.http.Response(202, headers={"mcp-session-id": "s"}))
         assert await self.send() == Receipt("accepted", "s")
 
     async def test_202_to_a_notification_is_delivered(self) -> None:
-        self.post(return_value=httpx.Response(202))
+        self.post(return_value=self.http.Response(202))
         assert await self.send(NOTIFY) == Receipt("delivered")
 
     async def test_sse_answer_and_the_notification_before_it_reach_the_peer_in_order(self) -> None:
-        self.post(side_effect=lambda request: sse(event(NOTE) + event(ANSWER)))
+        self.post(side_effect=lambda request: self.sse(event(NOTE) + event(ANSWER)))
         assert await self.send() == Receipt("delivered")
         assert self.peer.messages == [NOTE, ANSWER]
 
     async def test_empty_json_body_to_a_notification_is_delivered(self) -> None:
-        self.post(return_value=httpx.Response(200, headers={"content-type": "application/json"}))
+        self.post(
+            return_value=self.http.Response(200, headers={"content-type": "application/json"})
+        )
         assert await self.send(NOTIFY) == Receipt("delivered")
 
 
@@ -268,32 +374,32 @@ class TestTypedErrors(Mocked):
         return error
 
     async def test_refused_connection_is_connect_error_not_executed(self) -> None:
-        self.post(side_effect=httpx.ConnectError)
+        self.post(side_effect=self.http.ConnectError)
         error = await self.expect(errors.ConnectError)
         assert error.execution is errors.Execution.NOT_EXECUTED
 
     async def test_read_error_after_sending_is_connection_lost_maybe(self) -> None:
-        self.post(side_effect=httpx.ReadError)
+        self.post(side_effect=self.http.ReadError)
         error = await self.expect(errors.ConnectionLost)
         assert error.execution is errors.Execution.MAYBE
 
     async def test_503_is_server_unavailable_with_retry_after(self) -> None:
-        self.post(return_value=httpx.Response(503, headers={"retry-after": "7"}))
+        self.post(return_value=self.http.Response(503, headers={"retry-after": "7"}))
         error = await self.expect(errors.ServerUnavailable)
         assert (error.status_code, error.retry_after) == (503, 7.0)
 
     async def test_404_with_a_session_id_is_session_lost(self) -> None:
-        self.post(return_value=httpx.Response(404, text="Not Found"))
+        self.post(return_value=self.http.Response(404, text="Not Found"))
         await self.expect(errors.SessionLost)
 
     async def test_failing_auth_flow_is_a_typed_transport_error(self) -> None:
-        route = self.post(return_value=json_response(ANSWER))
-        error = await self.expect(errors.TransportError, auth=FailingAuth())
+        route = self.post(return_value=self.json_response(ANSWER))
+        error = await self.expect(errors.TransportError, auth=self.auth())
         assert isinstance(error.__cause__, RuntimeError)
         assert not route.called
 
     async def test_json_without_an_answer_to_this_id_is_malformed(self) -> None:
-        self.post(return_value=json_response({**ANSWER, "id": 99}))
+        self.post(return_value=self.json_response({**ANSWER, "id": 99}))
         await self.expect(errors.MalformedMessage)
 
     @pytest.mark.parametrize("declared", [True, False], ids=["content-length", "streamed"])
@@ -301,7 +407,7 @@ class TestTypedErrors(Mocked):
         big = json.dumps({**ANSWER, "result": {"text": "x" * 200}}).encode()
         content: bytes | AsyncIterator[bytes] = big if declared else body(big)
         json_type = {"content-type": "application/json"}
-        response = lambda r: httpx.Response(200, content=content, headers=json_type)  # noqa: E731
+        response = lambda r: self.http.Response(200, content=content, headers=json_type)  # noqa: E731
         self.post(side_effect=response)
         await self.expect(errors.MessageTooLarge, limits=Limits(max_message_size=64))
 
@@ -312,8 +418,8 @@ class TestResumption(Mocked):
     DROPPING = event(NOTE, event_id="e1") + b"retry: 60000\n\n"  # a 30 s wait unless disabled
 
     async def test_dropped_stream_is_resumed_with_last_event_id(self) -> None:
-        self.post(side_effect=lambda r: sse(self.DROPPING, httpx.ReadError("cut")))
-        get = self.get(side_effect=lambda r: sse(event(ANSWER, event_id="e2")))
+        self.post(side_effect=lambda r: self.sse(self.DROPPING, self.http.ReadError("cut")))
+        get = self.get(side_effect=lambda r: self.sse(event(ANSWER, event_id="e2")))
         ctx = SendContext(method="tools/call", request_id=1, session_id="s-1")
         assert await self.send(ctx) == Receipt("delivered")
         assert self.peer.messages == [NOTE, ANSWER]
@@ -322,19 +428,19 @@ class TestResumption(Mocked):
         assert resumed["accept"] == "text/event-stream"
 
     async def test_dropped_stream_is_not_resumed_when_not_resumable(self) -> None:
-        self.post(side_effect=lambda r: sse(self.DROPPING, httpx.ReadError("cut")))
-        get = self.get(side_effect=lambda r: sse(event(ANSWER)))
+        self.post(side_effect=lambda r: self.sse(self.DROPPING, self.http.ReadError("cut")))
+        get = self.get(side_effect=lambda r: self.sse(event(ANSWER)))
         error = await self.fail(errors.ConnectionLost, SendContext(request_id=1, resumable=False))
         assert error.execution is errors.Execution.MAYBE
         assert not get.called
 
     async def test_incomplete_event_of_a_dropped_stream_is_discarded(self) -> None:
         cut = event(NOTE, event_id="e1") + b'data: {"jsonrpc":"2.0","method":"half"}\n'
-        self.post(side_effect=lambda r: sse(cut, httpx.ReadError("cut")))
+        self.post(side_effect=lambda r: self.sse(cut, self.http.ReadError("cut")))
 
-        def replay(request: httpx.Request) -> httpx.Response:
+        def replay(request: Any) -> Any:
             after_e1 = request.headers["last-event-id"] == "e1"
-            return sse(event(ANSWER, event_id="e2")) if after_e1 else sse()
+            return self.sse(event(ANSWER, event_id="e2")) if after_e1 else self.sse()
 
         self.get(side_effect=replay)
         assert await self.send() == Receipt("delivered")
@@ -348,10 +454,10 @@ class TestAdmission(Mocked):
         """Its first answered stream gets the grace, then is closed; later ones at once,
         so the only admission slot is free again for the next send."""
         release = anyio.Event()
-        self.post(side_effect=lambda request: sse(event(ANSWER), release))
+        self.post(side_effect=lambda request: self.sse(event(ANSWER), release))
         log = Log()
         limits = Limits(max_connections=1, long_request=3600)
-        async with opened(streamable(limits=limits, log=log), Peer()) as transport:
+        async with opened(self.streamable(limits=limits, log=log), Peer()) as transport:
             for _ in range(3):
                 assert await transport.send(BODY, REQUEST) == Receipt("delivered")
             assert not release.is_set()
@@ -361,10 +467,10 @@ class TestAdmission(Mocked):
     async def test_priority_send_does_not_wait_for_an_admission_slot(self) -> None:
         release = anyio.Event()
 
-        def handler(request: httpx.Request) -> httpx.Response:
+        def handler(request: Any) -> Any:
             if json.loads(request.content).get("method") == "tools/call":
-                return sse(b": working\n\n", release, event(ANSWER))
-            return httpx.Response(202)
+                return self.sse(b": working\n\n", release, event(ANSWER))
+            return self.http.Response(202)
 
         self.post(side_effect=handler)
         done: dict[str, Receipt] = {}
@@ -374,7 +480,7 @@ class TestAdmission(Mocked):
 
         limits = Limits(max_connections=1, long_request=3600)
         async with (
-            opened(streamable(limits=limits), Peer()) as transport,
+            opened(self.streamable(limits=limits), Peer()) as transport,
             anyio.create_task_group() as tg,
         ):
             tg.start_soon(send, "call", BODY, REQUEST)
@@ -394,9 +500,9 @@ class TestGetStream(Mocked):
     CTX = SendContext(session_id="s-1", protocol_version="2025-06-18")
 
     async def test_405_stops_listening_quietly(self) -> None:
-        get = self.get(return_value=httpx.Response(405))
+        get = self.get(return_value=self.http.Response(405))
         log = Log()
-        async with opened(streamable(log=log), Peer()) as transport:
+        async with opened(self.streamable(log=log), Peer()) as transport:
             await transport.listen(self.CTX)
             await anyio.wait_all_tasks_blocked()
             assert not transport.listening
@@ -406,9 +512,9 @@ class TestGetStream(Mocked):
     async def test_messages_on_the_get_stream_reach_the_peer(self) -> None:
         ping = {"jsonrpc": "2.0", "id": "s1", "method": "ping"}
         hold = anyio.Event()
-        get = self.get(side_effect=lambda r: sse(event(NOTE), event(ping), hold))
+        get = self.get(side_effect=lambda r: self.sse(event(NOTE), event(ping), hold))
         peer = Peer()
-        async with opened(streamable(), peer) as transport:
+        async with opened(self.streamable(), peer) as transport:
             await transport.listen(self.CTX)
             await peer.wait_until(lambda: len(peer.messages) == 2)
             assert transport.listening
@@ -419,12 +525,12 @@ class TestGetStream(Mocked):
     @pytest.mark.parametrize("broken", ["bad-gzip", "auth-raises-on-get"])
     async def test_broken_get_stream_is_contained(self, broken: str) -> None:
         headers = {**SSE_TYPE, "content-encoding": "gzip"}
-        gzip = lambda r: httpx.Response(200, content=body(b"not gzip"), headers=headers)  # noqa: E731
+        gzip = lambda r: self.http.Response(200, content=body(b"not gzip"), headers=headers)  # noqa: E731
         get = self.get(side_effect=gzip)
-        self.post(return_value=json_response(ANSWER))
+        self.post(return_value=self.json_response(ANSWER))
         log = Log()
-        auth = FailingAuth("GET") if broken == "auth-raises-on-get" else None
-        async with opened(streamable(log=log, auth=auth), Peer()) as transport:
+        auth = self.auth("GET") if broken == "auth-raises-on-get" else None
+        async with opened(self.streamable(log=log, auth=auth), Peer()) as transport:
             await transport.listen(self.CTX)
             await anyio.wait_all_tasks_blocked()
             assert not transport.listening, "given up after a few failures"
@@ -440,24 +546,24 @@ class TestLifecycle(Mocked):
     """DELETE ends a session that has an id; aclose() closes only what the transport made."""
 
     async def test_end_session_deletes_only_a_session_with_an_id(self) -> None:
-        delete = self.router.delete(URL).mock(return_value=httpx.Response(200))
-        async with opened(streamable(), Peer()) as transport:
+        delete = self.router.delete(URL).mock(return_value=self.http.Response(200))
+        async with opened(self.streamable(), Peer()) as transport:
             await transport.end_session(SendContext())
             assert not delete.called, "no session id: nothing to end"
             await transport.end_session(SendContext(session_id="s-1"))
         assert delete.calls.last.request.headers["mcp-session-id"] == "s-1"
 
     async def test_aclose_closes_the_client_the_transport_created(self) -> None:
-        async with opened(streamable(), Peer()) as transport:
+        async with opened(self.streamable(), Peer()) as transport:
             client = transport._client
-            assert isinstance(client, httpx.AsyncClient)
+            assert isinstance(client, self.http.AsyncClient)
         assert client.is_closed
         await transport.aclose()  # idempotent
 
     async def test_aclose_never_closes_the_users_client(self) -> None:
-        self.post(return_value=json_response(ANSWER))
-        async with httpx.AsyncClient() as users:
-            async with opened(streamable(http_client=users), Peer()) as transport:
+        self.post(return_value=self.json_response(ANSWER))
+        async with self.http.AsyncClient() as users:
+            async with opened(self.streamable(http_client=users), Peer()) as transport:
                 assert await transport.send(BODY, REQUEST) == Receipt("delivered")
             assert not users.is_closed
             assert (await users.post(URL)).status_code == 200
@@ -467,12 +573,12 @@ class LegacyServer:
     """GET: a new session's stream, opened by an `endpoint` event; POST: 202, and a
     request's answer as an `event: message` on the newest stream."""
 
-    def __init__(self, endpoint: str = "/messages/?session_id={}") -> None:
-        self.endpoint = endpoint
+    def __init__(self, http: Any, endpoint: str = "/messages/?session_id={}") -> None:
+        self.http, self.endpoint = http, endpoint
         self.streams: list[MemoryObjectSendStream[bytes]] = []
-        self.posts: list[httpx.Request] = []
+        self.posts: list[Any] = []
 
-    def get(self, request: httpx.Request) -> httpx.Response:
+    def get(self, request: Any) -> Any:
         send, receive = anyio.create_memory_object_stream[bytes](16)
         self.streams.append(send)
         send.send_nowait(event(self.endpoint.format(f"s{len(self.streams)}"), name="endpoint"))
@@ -482,15 +588,15 @@ class LegacyServer:
                 async for chunk in receive:
                     yield chunk
 
-        return httpx.Response(200, content=chunks(), headers=SSE_TYPE)
+        return self.http.Response(200, content=chunks(), headers=SSE_TYPE)
 
-    def post(self, request: httpx.Request) -> httpx.Response:
+    def post(self, request: Any) -> Any:
         self.posts.append(request)
         message = json.loads(request.content)
         if "id" in message and "method" in message:
             answer = {"jsonrpc": "2.0", "id": message["id"], "result": {}}
             self.streams[-1].send_nowait(event(answer, name="message"))
-        return httpx.Response(202)
+        return self.http.Response(202)
 
     def close(self) -> None:
         for stream in self.streams:
@@ -504,7 +610,7 @@ class TestLegacySSE(Mocked):
     async def legacy(self, server: LegacyServer) -> AsyncIterator[LegacySSETransport]:
         self.peer, self.stream = Peer(), self.router.get(SSE_URL).mock(side_effect=server.get)
         self.router.route(method="POST").mock(side_effect=server.post)
-        http = HTTPServer(SSE_URL)
+        http = HTTPServer(SSE_URL, http_stack=self.stack)
         transport = LegacySSETransport(http, timeouts=Timeouts(), limits=Limits(), logger=Log())
         try:
             async with opened(transport, self.peer):
@@ -523,7 +629,7 @@ class TestLegacySSE(Mocked):
     async def test_first_send_opens_the_stream_and_posts_to_its_endpoint(
         self, endpoint: str, posted: str
     ) -> None:
-        server = LegacyServer(endpoint)
+        server = LegacyServer(self.http, endpoint)
         async with self.legacy(server) as transport:
             assert not self.stream.called, "open() does not touch the network"
             assert await transport.send(BODY, REQUEST) == Receipt("later", "s1")
@@ -539,7 +645,7 @@ class TestLegacySSE(Mocked):
         ["http://evil.example:8931/m", "http://127.0.0.1:9999/m", "https://127.0.0.1:8931/m"],
     )
     async def test_endpoint_on_another_origin_is_refused(self, endpoint: str) -> None:
-        server = LegacyServer(endpoint)
+        server = LegacyServer(self.http, endpoint)
         async with self.legacy(server) as transport:
             with pytest.raises(errors.ProtocolError):
                 await transport.send(BODY, REQUEST)
@@ -547,7 +653,7 @@ class TestLegacySSE(Mocked):
         assert self.peer.lost_reasons == []
 
     async def test_stream_end_after_the_endpoint_is_reported_once(self) -> None:
-        server = LegacyServer()
+        server = LegacyServer(self.http)
         async with self.legacy(server) as transport:
             await transport.send(BODY, REQUEST)
             server.streams[0].close()
@@ -561,7 +667,7 @@ class TestLegacySSE(Mocked):
         assert len(self.peer.lost_reasons) == 1
 
     async def test_after_reset_the_next_send_opens_a_new_stream(self) -> None:
-        server = LegacyServer()
+        server = LegacyServer(self.http)
         async with self.legacy(server) as transport:
             assert await transport.send(BODY, REQUEST) == Receipt("later", "s1")
             await self.peer.wait_until(lambda: len(self.peer.messages) == 1)

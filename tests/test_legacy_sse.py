@@ -1,10 +1,14 @@
-"""The legacy HTTP+SSE transport (MCP 2024-11-05) against the fault server's SSE profile."""
+"""The legacy HTTP+SSE transport (MCP 2024-11-05) against the fault server's SSE profile.
+
+The tests that exercise the HTTP stack (a plain session, a user's client with hooks, a
+restart mid-run, a refused endpoint) run on httpx and on httpx2."""
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Awaitable, Callable
-from typing import Final
+from typing import Any, Final
 
 import anyio
 import httpx
@@ -12,6 +16,7 @@ import pytest
 
 import resilient_mcp
 from resilient_mcp import FateUnknown, Limits, ProtocolError, SessionState, Timeouts
+from resilient_mcp._http_stack import HTTPStackName
 from resilient_mcp.testing import Chaos, StrictServer, serve
 
 pytestmark = pytest.mark.anyio
@@ -21,13 +26,12 @@ PROFILE: Final = "python-sdk-sse"
 LIMIT_S = 20
 
 
-def post_hook(
-    method: str, count: int, reached: anyio.Event
-) -> Callable[[httpx.Request], Awaitable[None]]:
-    """An httpx request hook: sets ``reached`` once ``count`` POSTs of ``method`` left."""
+def post_hook(method: str, count: int, reached: anyio.Event) -> Callable[[Any], Awaitable[None]]:
+    """A request hook (httpx or httpx2): sets ``reached`` once ``count`` POSTs of
+    ``method`` left."""
     seen = 0
 
-    async def hook(request: httpx.Request) -> None:
+    async def hook(request: Any) -> None:
         nonlocal seen
         if request.method != "POST":
             return
@@ -50,12 +54,17 @@ def accepted(
     return on_response
 
 
-async def test_list_tools_call_tool_read_resource() -> None:
+def client_of(stack: HTTPStackName, **options: Any) -> Any:
+    """A user's ``AsyncClient`` of the stack under test."""
+    return importlib.import_module(stack).AsyncClient(**options)
+
+
+async def test_list_tools_call_tool_read_resource(http_stack: HTTPStackName) -> None:
     with anyio.fail_after(LIMIT_S):
         async with serve(StrictServer(profile=PROFILE)) as running:
             assert running.url.endswith("/sse")
             async with resilient_mcp.connect(
-                resilient_mcp.HTTPServer(running.url, transport="sse")
+                resilient_mcp.HTTPServer(running.url, transport="sse", http_stack=http_stack)
             ) as client:
                 assert client.state is SessionState.READY
                 assert client.session_id is not None  # the endpoint's session_id
@@ -135,7 +144,9 @@ async def test_call_after_the_202_is_served_while_initialized_is_still_processed
             assert running.stats.early_requests == 0
 
 
-async def test_restart_mid_run_makes_one_new_session_and_every_read_succeeds() -> None:
+async def test_restart_mid_run_makes_one_new_session_and_every_read_succeeds(
+    http_stack: HTTPStackName,
+) -> None:
     # Every POST takes a while at the server: the restart finds reads in flight.
     server = StrictServer(profile=PROFILE, chaos=Chaos(seed=1, latency=(0.02, 0.05)))
     all_sent = anyio.Event()
@@ -143,7 +154,7 @@ async def test_restart_mid_run_makes_one_new_session_and_every_read_succeeds() -
     with anyio.fail_after(LIMIT_S), resilient_mcp.disable_backoff():
         async with (
             serve(server) as running,
-            httpx.AsyncClient(event_hooks={"request": [hook]}) as http,
+            client_of(http_stack, event_hooks={"request": [hook]}) as http,
         ):
             async with resilient_mcp.connect(
                 resilient_mcp.HTTPServer(running.url, transport="sse", http_client=http),
@@ -215,7 +226,9 @@ async def test_increment_in_flight_at_a_restart_runs_at_most_once() -> None:
     assert executions["after"] == 1
 
 
-async def test_stream_closed_by_the_server_fails_pending_at_once_and_recovers() -> None:
+async def test_stream_closed_by_the_server_fails_pending_at_once_and_recovers(
+    http_stack: HTTPStackName,
+) -> None:
     """A request whose answer can only come on the lost stream fails at once (not after
     its timeout), and the next call goes out on a new session."""
     server = StrictServer(profile=PROFILE, chaos=Chaos(seed=3, latency=(0.2, 0.2)))
@@ -224,7 +237,7 @@ async def test_stream_closed_by_the_server_fails_pending_at_once_and_recovers() 
     with anyio.fail_after(LIMIT_S):
         async with (
             serve(server) as running,
-            httpx.AsyncClient(event_hooks={"request": [hook]}) as http,
+            client_of(http_stack, event_hooks={"request": [hook]}) as http,
             resilient_mcp.connect(
                 resilient_mcp.HTTPServer(running.url, transport="sse", http_client=http),
                 timeouts=Timeouts(request=LIMIT_S * 2),
@@ -248,14 +261,16 @@ async def test_stream_closed_by_the_server_fails_pending_at_once_and_recovers() 
     assert running.stats.executions["lost"] == 0  # it reached a dead session
 
 
-async def test_endpoint_on_another_origin_is_refused() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
+async def test_endpoint_on_another_origin_is_refused(http_stack: HTTPStackName) -> None:
+    lib = importlib.import_module(http_stack)
+
+    def handler(request: Any) -> Any:
         assert request.method == "GET"
         body = b"event: endpoint\ndata: http://elsewhere.example/messages/?session_id=1\n\n"
-        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+        return lib.Response(200, headers={"content-type": "text/event-stream"}, content=body)
 
     with anyio.fail_after(LIMIT_S):
-        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        async with client_of(http_stack, transport=lib.MockTransport(handler)) as http:
             with pytest.raises(ProtocolError, match="different origin"):
                 async with resilient_mcp.connect(
                     resilient_mcp.HTTPServer(

@@ -8,8 +8,8 @@ What the transport learns on the way (a session id the server assigned) goes bac
 :class:`Receipt`.
 
 Every I/O path of every transport runs inside :func:`map_transport_errors`, where
-exceptions of the layers below (httpx, sockets, anyio, a user's ``httpx.Auth``) become
-:class:`~resilient_mcp.MCPError`\\ s; every background loop runs under
+exceptions of the layers below (the HTTP stack's: httpx or httpx2, sockets, anyio, a
+user's auth flow) become :class:`~resilient_mcp.MCPError`\\ s; every background loop runs under
 :func:`run_guarded`, so that nothing it raises can crash the task group it runs in.
 """
 
@@ -24,10 +24,10 @@ from typing import Any, ClassVar, Literal, Protocol
 
 import anyio
 import anyio.abc
-import httpx
 
 from .._classify import FailureContext
 from .._exceptions import ConnectError, ConnectionLost, Execution, MCPError, TransportError
+from .._http_stack import HTTPX, HTTPStack
 
 __all__ = [
     "Peer",
@@ -174,7 +174,9 @@ def answers(message: Any, request_id: Any) -> bool:
 
 
 @contextlib.contextmanager
-def map_transport_errors(ctx: FailureContext, *, sent: Callable[[], bool]) -> Iterator[None]:
+def map_transport_errors(
+    ctx: FailureContext, *, sent: Callable[[], bool], stack: HTTPStack = HTTPX
+) -> Iterator[None]:
     """Translate any exception raised inside the block into an :class:`MCPError`.
 
     Most specific first; the original is kept as ``__cause__``. Cancellation passes.
@@ -183,17 +185,19 @@ def map_transport_errors(ctx: FailureContext, *, sent: Callable[[], bool]) -> It
         ctx: the message the block works for.
         sent: tells whether the message had been handed to the network when the error
             happened (decides :attr:`MCPError.execution`).
+        stack: the HTTP library whose exceptions are expected (httpx2 raises its own
+            classes, which are not httpx's).
     """
     kw = ctx.context()
     try:
         yield
     except MCPError:
         raise
-    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+    except stack.connect_errors as exc:
         raise ConnectError(f"could not connect: {exc or type(exc).__name__}", **kw) from exc
-    except httpx.UnsupportedProtocol as exc:
+    except stack.unsupported_url as exc:
         raise ConnectError(f"unsupported URL: {exc}", **kw) from exc
-    except (httpx.TransportError, OSError, anyio.BrokenResourceError) as exc:
+    except stack.lost_errors as exc:
         # Read/write errors, RemoteProtocolError, timeouts of the layer below: the message
         # may or may not have reached the server.
         execution = Execution.MAYBE if sent() else Execution.NOT_EXECUTED
@@ -201,7 +205,7 @@ def map_transport_errors(ctx: FailureContext, *, sent: Callable[[], bool]) -> It
             f"connection lost: {exc or type(exc).__name__}", execution=execution, **kw
         ) from exc
     except Exception as exc:
-        # A bad Content-Encoding (httpx.DecodingError), a custom httpx transport or a
+        # A bad Content-Encoding (DecodingError), a custom transport of the client or a
         # user's auth flow may raise anything: still one typed error, never a foreign one.
         execution = Execution.MAYBE if sent() else Execution.NOT_EXECUTED
         raise TransportError(
@@ -214,16 +218,19 @@ def never_sent() -> bool:
 
 
 async def run_guarded(
-    work: Callable[[], Awaitable[None]], *, on_failure: Callable[[MCPError], None]
+    work: Callable[[], Awaitable[None]],
+    *,
+    on_failure: Callable[[MCPError], None],
+    stack: HTTPStack = HTTPX,
 ) -> None:
     """Run a background loop; whatever it raises goes to ``on_failure`` as a typed error.
 
     The last resort of every background task: the task group it runs in must never be
     crashed by it (which would cancel the caller's code with a bare cancellation).
-    Cancellation itself passes through.
+    Cancellation itself passes through. ``stack``: as for :func:`map_transport_errors`.
     """
     try:
-        with map_transport_errors(FailureContext(), sent=never_sent):
+        with map_transport_errors(FailureContext(), sent=never_sent, stack=stack):
             await work()
     except MCPError as exc:
         on_failure(exc)

@@ -1,14 +1,17 @@
-"""What the HTTP transports share: the endpoint, headers and auth, and the httpx client.
+"""What the HTTP transports share: the endpoint, headers and auth, and the HTTP client.
 
 A client passed in by the user is used as is and never closed; otherwise one is created
 on :meth:`HTTPTransportBase.open` (with the process-wide SSL context) and closed by
-:meth:`HTTPTransportBase.aclose`.
+:meth:`HTTPTransportBase.aclose`. Either is of the server's HTTP stack (httpx or httpx2,
+:mod:`.._http_stack`): every URL, timeout and marker handed to the client is built by
+that stack, because each library accepts only its own.
 """
 
 from __future__ import annotations
 
 import functools
 import ssl
+from typing import cast
 
 import anyio
 import anyio.abc
@@ -19,6 +22,7 @@ from .._classify import FailureContext
 from .._config import Limits, Timeouts
 from .._detection import http_key
 from .._exceptions import MessageTooLarge, ProtocolError
+from .._http_stack import HTTPX, HTTPStack, stack_for
 from .._log import Logger
 from .._targets import HTTPServer
 from .base import SendContext, Transport
@@ -47,11 +51,11 @@ _VERSION_HEADER_SINCE = "2025-06-18"
 
 
 @functools.cache
-def _shared_ssl_context() -> ssl.SSLContext:
+def _shared_ssl_context(stack: HTTPStack) -> ssl.SSLContext:
     # Building a verifying SSL context (loading the CA bundle) costs ~20-30 ms; httpx does
-    # it for every AsyncClient, even for plain-http URLs. One context per process serves
-    # every client: SSLContext is safe to share between connections.
-    return httpx.create_ssl_context()
+    # it for every AsyncClient, even for plain-http URLs. One context per process (and
+    # stack) serves every client: SSLContext is safe to share between connections.
+    return stack.ssl_context()
 
 
 class HTTPTransportBase(Transport):
@@ -60,16 +64,18 @@ class HTTPTransportBase(Transport):
     def __init__(
         self, server: HTTPServer, *, timeouts: Timeouts, limits: Limits, logger: Logger
     ) -> None:
+        self._stack = stack_for(server)
         # Parsed once: httpx re-parses a str URL on every request (~20 us each).
-        self._url = httpx.URL(server.url)
+        self._url = self._stack.url(server.url)
         # The user's headers, with the names we also set spelled as we spell them, so
         # that ours replace theirs instead of going out twice ("accept" and "Accept").
         self._extra_headers = {
             _OURS.get(name.lower(), name): value for name, value in (server.headers or {}).items()
         }
-        self._auth = server.auth
+        # Typed as httpx's: httpx2's objects keep the same API (see _http_stack).
+        self._auth = cast(httpx.Auth | None, server.auth)
         self._owns_client = server.http_client is None
-        self._client = server.http_client
+        self._client = cast(httpx.AsyncClient | None, server.http_client)
         self._timeouts = timeouts
         self._max_size = limits.max_message_size
         self._max_connections = limits.max_connections
@@ -78,11 +84,13 @@ class HTTPTransportBase(Transport):
         self._closed = False
         # Per-request httpx timeouts: connect is bounded here, reading is bounded by the
         # request's own deadline (an SSE response may legitimately be quiet for long).
-        self._http_timeout = httpx.Timeout(
-            connect=timeouts.connect, read=None, write=timeouts.connect, pool=None
-        )
+        self._http_timeout = self._stack.timeout(connect=timeouts.connect, write=timeouts.connect)
+        self._use_client_auth = self._stack.use_client_default
+        # The detection key is computed on an httpx URL whatever the stack, as
+        # first_transport computes it, so that both find the same cache entry.
+        key_url = self._url if self._stack is HTTPX else httpx.URL(server.url)
         self._key = http_key(
-            self._url, headers=self._extra_headers, auth=self._auth, http_client=self._client
+            key_url, headers=self._extra_headers, auth=self._auth, http_client=self._client
         )
 
     def detection_key(self) -> str | None:
@@ -90,15 +98,12 @@ class HTTPTransportBase(Transport):
 
     def _open_client(self, *, max_connections: int) -> None:
         if self._client is None:
-            self._client = httpx.AsyncClient(
-                verify=_shared_ssl_context(),
+            self._client = self._stack.client(
+                verify=_shared_ssl_context(self._stack),
                 timeout=self._http_timeout,
-                follow_redirects=False,
-                limits=httpx.Limits(
-                    max_connections=max_connections,
-                    # Pooled: the admitted exchanges and the GET stream.
-                    max_keepalive_connections=self._max_connections + 1,
-                ),
+                max_connections=max_connections,
+                # Pooled: the admitted exchanges and the GET stream.
+                max_keepalive_connections=self._max_connections + 1,
             )
 
     async def _close_client(self) -> None:
@@ -108,7 +113,8 @@ class HTTPTransportBase(Transport):
             self._client = None
 
     def _auth_arg(self) -> httpx.Auth | UseClientDefault:
-        return self._auth if self._auth is not None else httpx.USE_CLIENT_DEFAULT
+        # The stack's own marker: httpx2 takes httpx's for an auth object, and fails.
+        return self._auth if self._auth is not None else self._use_client_auth
 
     def _require_client(self, ctx: FailureContext) -> httpx.AsyncClient:
         if self._client is None or self._closed:

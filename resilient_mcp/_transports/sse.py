@@ -132,7 +132,7 @@ class LegacySSETransport(HTTPTransportBase):
         def was_sent() -> bool:
             return sent
 
-        with map_transport_errors(ctx, sent=was_sent):
+        with map_transport_errors(ctx, sent=was_sent, stack=self._stack):
             sent = True
             if on_sent is not None:
                 on_sent()
@@ -204,7 +204,7 @@ class LegacySSETransport(HTTPTransportBase):
             reason = await self._consume(stream)
 
         with stream.scope:
-            await run_guarded(consume, on_failure=failed)
+            await run_guarded(consume, on_failure=failed, stack=self._stack)
         had_endpoint = stream.endpoint is not None
         if not stream.ready.is_set():
             stream.error = stream.error or ConnectionLost(
@@ -253,7 +253,7 @@ class LegacySSETransport(HTTPTransportBase):
         return "the server closed the SSE stream"
 
     def _resolve(self, data: str) -> httpx.URL:
-        endpoint = httpx.URL(urljoin(str(self._url), data.strip()))
+        endpoint = self._stack.url(urljoin(str(self._url), data.strip()))
         if (endpoint.scheme, endpoint.host, endpoint.port) != (
             self._url.scheme,
             self._url.host,

@@ -45,7 +45,7 @@ _MAX_RESUMES = 2
 _DEFAULT_RETRY_S = 1.0
 _MAX_RETRY_S = 30.0
 _MAX_GET_STREAM_FAILURES = 3
-# Connections our own httpx client may open (admitted exchanges, long ones, GET stream).
+# Connections our own HTTP client may open (admitted exchanges, long ones, GET stream).
 _POOL_CAP = 100
 # How long an answered response stream may take to end before we close it ourselves. A
 # server that ends its stream does so right after the answer (well under a millisecond
@@ -72,6 +72,8 @@ class StreamableHTTPTransport(HTTPTransportBase):
         self._admission = Admission(limits.max_connections, long_after=limits.long_request)
         # Set once the server kept an answered stream open past the grace: see _finish.
         self._streams_linger = False
+        # What a dropped response stream raises while it is read (this stack's classes).
+        self._dropped: tuple[type[Exception], ...] = (*self._stack.transport_errors, OSError)
 
     @property
     def listening(self) -> bool:
@@ -83,7 +85,7 @@ class StreamableHTTPTransport(HTTPTransportBase):
         self._task_group = task_group
         self._admission.bind(task_group)
         # Room for long exchanges, which stop counting against the admission limit, the
-        # priority lane and the GET stream: admitted exchanges never wait in httpx's pool.
+        # priority lane and the GET stream: admitted exchanges never wait in the client's pool.
         self._open_client(max_connections=max(_POOL_CAP, self._max_connections + PRIORITY_LANE + 1))
 
     # --- sending ---------------------------------------------------------------------
@@ -102,7 +104,7 @@ class StreamableHTTPTransport(HTTPTransportBase):
         def was_sent() -> bool:
             return sent
 
-        with map_transport_errors(ctx, sent=was_sent):
+        with map_transport_errors(ctx, sent=was_sent, stack=self._stack):
             ticket = await self._admit(ctx)
             stream = _Stream()
             try:
@@ -220,7 +222,7 @@ class StreamableHTTPTransport(HTTPTransportBase):
                         return
             except SSEEventTooLarge as exc:
                 raise MessageTooLarge(str(exc), **ctx.context()) from exc
-            except (httpx.TransportError, OSError) as exc:
+            except self._dropped as exc:
                 # A dropped connection is not a cancellation: resume below if we can.
                 self._log.debug("sse.dropped", error=str(exc), request_id=request_id)
             if request_id is None:
@@ -326,6 +328,7 @@ class StreamableHTTPTransport(HTTPTransportBase):
             await run_guarded(
                 lambda: self._listen_loop(ctx, answered),
                 on_failure=lambda exc: self._log.warning("get_stream.failed", error=repr(exc)),
+                stack=self._stack,
             )
         answered.set()
         if scope is self._listen_scope:
@@ -336,7 +339,7 @@ class StreamableHTTPTransport(HTTPTransportBase):
         failures = 0
         while not self._closed and failures < _MAX_GET_STREAM_FAILURES:
             try:
-                with map_transport_errors(ctx, sent=never_sent):
+                with map_transport_errors(ctx, sent=never_sent, stack=self._stack):
                     delivered = await self._listen_once(ctx, decoder, answered)
                 if delivered is None:
                     return
@@ -402,7 +405,7 @@ class StreamableHTTPTransport(HTTPTransportBase):
             return
         with anyio.move_on_after(self._timeouts.close, shield=True):
             try:
-                with map_transport_errors(ctx, sent=never_sent):
+                with map_transport_errors(ctx, sent=never_sent, stack=self._stack):
                     response = await self._client.request(
                         "DELETE",
                         self._url,
