@@ -16,6 +16,7 @@ import anyio
 import httpx
 import httpx2
 import pytest
+import respx
 from anyio.streams.memory import MemoryObjectSendStream
 
 import resilient_mcp
@@ -178,8 +179,9 @@ class Route:
 
 
 class Router:
-    """Answers every request of one HTTP stack's clients (ours and the user's) in place
-    of its network transport, as respx does for httpx; the first matching route wins."""
+    """respx's shape for httpx2 (respx mocks httpx only): answers every request of
+    httpx2's clients (ours and the user's) in place of its network transport; the first
+    matching route wins."""
 
     def __init__(self) -> None:
         self.routes: list[Route] = []
@@ -205,30 +207,43 @@ class Router:
         raise AssertionError(f"no route for {request.method} {request.url}")
 
 
+AnyRoute = Route | respx.Route
+
+
 class Mocked:
     """Base of the test classes: the router answers every request, on both stacks;
     ``self.http`` is the stack's module (its ``Response``, its exceptions)."""
 
-    router: Router
+    router: Router | respx.MockRouter
     peer: Peer
-    stream: Route
+    stream: AnyRoute
     stack: HTTPStackName
     http: Any
 
     @pytest.fixture(autouse=True)
-    def _router(self, http_stack: HTTPStackName, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.stack, self.http, self.router = http_stack, LIBS[http_stack], Router()
+    def _router(
+        self, http_stack: HTTPStackName, monkeypatch: pytest.MonkeyPatch
+    ) -> Generator[None, None, None]:
+        self.stack, self.http = http_stack, LIBS[http_stack]
+        if http_stack == "httpx":
+            # respx, the mock router made for httpx; `Router` plays it for httpx2.
+            with respx.mock(assert_all_called=False, assert_all_mocked=True) as mocked:
+                self.router = mocked
+                yield
+            return
+        self.router = Router()
         router = self.router
 
         async def handle(transport: Any, request: Any) -> Any:
             return await router.handle(request)
 
         monkeypatch.setattr(self.http.AsyncHTTPTransport, "handle_async_request", handle)
+        yield
 
-    def post(self, **mock: Any) -> Route:
+    def post(self, **mock: Any) -> AnyRoute:
         return self.router.post(URL).mock(**mock)
 
-    def get(self, **mock: Any) -> Route:
+    def get(self, **mock: Any) -> AnyRoute:
         return self.router.get(URL).mock(**mock)
 
     def sse(self, *steps: bytes | anyio.Event | Exception, done: anyio.Event | None = None) -> Any:
