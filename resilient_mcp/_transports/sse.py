@@ -278,8 +278,14 @@ class LegacySSETransport(HTTPTransportBase):
 
     async def reset(self) -> None:
         # A handshake starts: forget the old session; its `initialize` opens a new GET.
+        stream = self._stream
         self._drop_stream()
         self._lost = False
+        if stream is not None and stream.endpoint is not None and self._peer is not None:
+            # The recovery may have begun on a POST's 404 before this stream's own end
+            # was read (a restarted server): what the old session accepted can only be
+            # answered on it, so it fails now (may have run) instead of at its deadline.
+            self._peer.lost("the SSE stream of the replaced session was abandoned")
 
     async def end_session(self, ctx: SendContext) -> None:
         self._drop_stream()

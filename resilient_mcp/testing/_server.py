@@ -413,6 +413,7 @@ class StrictServer:
     def _restart_now(self) -> None:
         self._state.stats.restarts += 1
         self._state.terminate_all(dropped=True)
+        self._state.dead_legacy.clear()  # a new process remembers no session
         self._exchanges.drop_all()
 
     def _close_all(self) -> None:

@@ -194,7 +194,9 @@ class ServerState:
         self.stats.sessions_terminated += 1
         session.ended = True
         session.dropped = dropped
-        if session.legacy:
+        if session.legacy and not dropped:
+            # Same process, stream ended: the SDK 1.x keeps its writer. A restarted
+            # process knows no session at all (404 "Could not find session").
             self.dead_legacy.add(session.id)
         if session.get_stream is not None:
             session.get_stream.close()
