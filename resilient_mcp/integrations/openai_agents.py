@@ -369,14 +369,14 @@ class ResilientMCPServer(MCPServer):
     ) -> mcp_types.CallToolResult:
         """Call a tool; its outcome as a ``CallToolResult`` (see :func:`call_result`).
 
-        Request ``meta`` (from ``tool_meta_resolver`` or the tool's ``_meta``) is
-        accepted and not sent yet: the client's ``call_tool`` has no place for it.
+        Request ``meta`` (the SDK's: the tool's ``_meta`` merged with what
+        ``tool_meta_resolver`` returns) is sent as the request's ``_meta``.
 
         Raises:
             UsageError: a programming error, and ClientClosed (a subclass) once the
                 client is closed. Nothing the server or the network did raises.
         """
-        outcome = await self._box.call(tool_name, arguments or {}, timeout=self.timeout)
+        outcome = await self._box.call(tool_name, arguments or {}, timeout=self.timeout, meta=meta)
         return call_result(outcome)
 
     async def _extract_custom_data(

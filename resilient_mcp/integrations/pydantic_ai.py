@@ -181,9 +181,9 @@ class ResilientToolset(AbstractToolset[AgentDepsT]):
     async def _direct_call(
         self, name: str, args: dict[str, Any], *, metadata: dict[str, Any] | None = None
     ) -> Any:
-        # Request `_meta` has no place on Toolbox.call yet; it is accepted for the
-        # hook's signature and not sent.
-        outcome = await self._box.call(name, args, timeout=self.timeout)
+        # `metadata` is the request's `_meta`, as MCPToolset's direct_call_tool sends it
+        # (a process_tool_call hook adds it: trace context, tenant ids, ...).
+        outcome = await self._box.call(name, args, timeout=self.timeout, meta=metadata)
         return result_of(outcome)
 
 
