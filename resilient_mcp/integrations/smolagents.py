@@ -213,7 +213,9 @@ class ResilientToolCollection:
         **options: Unpack[ClientOptions],
     ) -> None:
         if inspect.iscoroutinefunction(getattr(source, "call_tool", None)):
-            raise UsageError("smolagents tools are sync: give a SyncClient, or a target")
+            raise UsageError(
+                "smolagents tools are sync: give a SyncClient or SyncClientGroup, or a target"
+            )
         if isinstance(source, SyncToolSource):
             if options:
                 raise UsageError("options are for a target the collection connects to itself")
