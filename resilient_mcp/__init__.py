@@ -18,6 +18,9 @@ Quick start::
     with resilient_mcp.connect_sync(url) as client:  # from sync code: the same, blocking
         print(client.call_tool("echo", {"text": "hi"}).text)
 
+    with resilient_mcp.connect_group_sync(config) as group:  # many servers, blocking
+        print(group.call_tool("files__read_file", {"path": "a.txt"}).text)
+
 Everything public is importable from here; modules whose names start with ``_`` are
 implementation details. Data models live in :mod:`resilient_mcp.types`; the test
 servers in :mod:`resilient_mcp.testing` (``pip install resilient-mcp[testing]``).
@@ -57,6 +60,7 @@ from ._exceptions import (
     UsageError,
 )
 from ._group import ClientGroup, MemberState, MemberStatus, connect_group
+from ._group_sync import SyncClientGroup, connect_group_sync
 from ._handlers import Handlers, ProgressCallback
 from ._options import ClientOptions
 from ._outcome import ContentPart, ToolOutcome, ToolStatus
@@ -121,6 +125,7 @@ __all__ = [
     "SessionStats",
     "StdioServer",
     "SyncClient",
+    "SyncClientGroup",
     "Timeouts",
     "ToolError",
     "ToolOutcome",
@@ -135,6 +140,7 @@ __all__ = [
     "__version__",
     "connect",
     "connect_group",
+    "connect_group_sync",
     "connect_sync",
     "disable_backoff",
 ]

@@ -105,7 +105,17 @@ class TestExports:
         assert resilient_mcp.__version__
 
     @pytest.mark.parametrize(
-        "private", ["_config", "_exceptions", "_client", "_versions", "_stats", "_sync", "_group"]
+        "private",
+        [
+            "_config",
+            "_exceptions",
+            "_client",
+            "_versions",
+            "_stats",
+            "_sync",
+            "_group",
+            "_group_sync",
+        ],
     )
     def test_private_modules_re_exported_in_full(self, private: str) -> None:
         module = __import__(f"resilient_mcp.{private}", fromlist=["__all__"])

@@ -1,7 +1,8 @@
 """smolagents tools from an MCP server: :func:`load_tools`, :class:`ResilientToolCollection`.
 
 Every tool is an :class:`MCPTool` (a ``smolagents.Tool``) whose sync ``forward`` blocks
-on a :class:`resilient_mcp.SyncClient`, without smolagents' MCP layer (mcpadapt, whose
+on a :class:`resilient_mcp.SyncClient` (or a :class:`resilient_mcp.SyncClientGroup`,
+whose tools are namespaced ``member__tool``), without smolagents' MCP layer (mcpadapt, whose
 ``mcp`` pin conflicts), in mcpadapt's conventions: ``inputs`` from the input schema's
 properties, ``output_type="object"``, ``output_schema`` and structured content as a dict
 (``structured_output=True``), images as PIL images, names made Python identifiers.
@@ -17,8 +18,6 @@ ends the run with ``agent.interrupt()`` before the model gets another turn.
 from __future__ import annotations
 
 import inspect
-import keyword
-import re
 import threading
 from collections.abc import Callable, Collection, Mapping
 from io import BytesIO
@@ -31,11 +30,13 @@ from .. import types
 from .._api import Timeout
 from .._config import USE_CLIENT_DEFAULT
 from .._exceptions import ClientClosed, Execution, MCPError, UsageError
+from .._group_sync import SyncClientGroup
 from .._log import default_logger
 from .._options import ClientOptions, Unpack
 from .._outcome import ContentPart, ToolOutcome, ToolStatus
 from .._sync import SyncClient
 from .._toolbox import Target, ToolSpec
+from ._smolagents_inputs import accepts_null, identifier, inputs_of
 
 __all__ = [
     "MCPTool",
@@ -47,19 +48,15 @@ __all__ = [
 ]
 
 ToolFilter = Callable[[ToolSpec], bool] | Collection[str]
-"""Which tools to load: a predicate on the spec, or a collection of (server) tool names."""
-
-# smolagents' AUTHORIZED_TYPES that a JSON Schema can name.
-_JSON_TYPES = frozenset({"string", "boolean", "integer", "number", "array", "object", "null"})
-_JSON_OF = {type(None): "null", bool: "boolean", int: "integer", float: "number"}
-_JSON_OF.update({list: "array", dict: "object"})
+"""Which tools to load: a predicate on the spec, or a collection of tool names as the
+source lists them (a group's: ``member__tool``)."""
 
 
 @runtime_checkable
 class SyncToolSource(Protocol):
-    """What the tools call through: a :class:`~resilient_mcp.SyncClient`, or any sync
-    object with these two methods (a client group kept on a loop thread, once there is
-    one; one with ``origin(name) -> (server, name)`` gets namespaced specs)."""
+    """What the tools call through: a :class:`~resilient_mcp.SyncClient`, a
+    :class:`~resilient_mcp.SyncClientGroup`, or any sync object with these two methods
+    (one with ``origin(name) -> (server, name)``, as a group, gets namespaced specs)."""
 
     def list_tools(self, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> list[types.Tool]: ...
 
@@ -83,82 +80,6 @@ class MCPToolError(MCPError):
         super().__init__(outcome.message, method="tools/call", execution=execution)
         self.outcome = outcome
         self.status: ToolStatus = outcome.status
-
-
-def _identifier(name: str) -> str:
-    # As mcpadapt makes a tool name one smolagents accepts (it refuses non-identifiers).
-    if name.isidentifier() and not keyword.iskeyword(name):
-        return name
-    fixed = re.sub(r"[^\w]", "", name.replace("-", "_")) or "_"
-    fixed = f"_{fixed}" if fixed[0].isdigit() else fixed
-    return f"{fixed}_" if keyword.iskeyword(fixed) else fixed
-
-
-def _resolve(node: Any, defs: Mapping[str, Any], seen: frozenset[str] = frozenset()) -> Any:
-    """``node`` with local ``$ref``\\ s inlined: smolagents sends each input's schema on
-    its own, without the ``$defs`` it points into. A recursive reference is dropped."""
-    if isinstance(node, list):
-        return [_resolve(item, defs, seen) for item in node]
-    if not isinstance(node, Mapping):
-        return node
-    out = {key: _resolve(value, defs, seen) for key, value in node.items() if key != "$ref"}
-    ref = node.get("$ref")
-    if isinstance(ref, str):
-        name = ref.rsplit("/", 1)[-1]
-        target = defs.get(name) if ref.startswith(("#/$defs/", "#/definitions/")) else None
-        if isinstance(target, Mapping) and name not in seen:
-            return {**_resolve(target, defs, seen | {name}), **out}
-    return out
-
-
-def _type_of(schema: Mapping[str, Any]) -> str | list[str]:
-    """The smolagents ``type`` of a property schema: its JSON types, else ``"any"``."""
-    declared = schema.get("type")
-    if isinstance(declared, str) and declared in _JSON_TYPES:
-        return declared
-    if isinstance(declared, list) and declared and all(t in _JSON_TYPES for t in declared):
-        return list(declared)
-    branches = schema.get("anyOf") or schema.get("oneOf")
-    kinds: list[str] = []
-    for branch in branches if isinstance(branches, list) else ():
-        kind = _type_of(branch) if isinstance(branch, Mapping) else "any"
-        kinds += [one for one in ([kind] if isinstance(kind, str) else kind) if one not in kinds]
-    if kinds and "any" not in kinds:
-        return kinds[0] if len(kinds) == 1 else kinds
-    values = schema.get("enum", [schema["const"]] if "const" in schema else None)
-    found = {_JSON_OF.get(type(value), "string") for value in values or ()}
-    return found.pop() if isinstance(values, list) and len(found) == 1 else "any"
-
-
-def _inputs(schema: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """smolagents ``inputs`` from an input schema: each property's schema as the server
-    gave it, with the ``type`` and ``description`` smolagents requires, and ``nullable``
-    for an optional one (smolagents requires every input that is not nullable)."""
-    defs = {**(schema.get("definitions") or {}), **(schema.get("$defs") or {})}
-    resolved = _resolve(schema, defs)
-    properties = resolved.get("properties")
-    required = set(resolved.get("required") or ())
-    inputs: dict[str, dict[str, Any]] = {}
-    for key, prop in (properties if isinstance(properties, Mapping) else {}).items():
-        entry = dict(prop) if isinstance(prop, Mapping) else {}
-        entry["type"] = _type_of(entry)
-        for branches in ("anyOf", "oneOf"):
-            # smolagents reads each branch's `type` when it builds the model's schema.
-            if isinstance(entry.get(branches), list):
-                entry[branches] = [
-                    {**b, "type": _type_of(b)} if isinstance(b, Mapping) else {"type": "any"}
-                    for b in entry[branches]
-                ]
-        entry.setdefault("description", "")
-        if key not in required:
-            entry["nullable"] = True
-        inputs[str(key)] = entry
-    return inputs
-
-
-def _accepts_null(schema: Any) -> bool:
-    kind = _type_of(schema) if isinstance(schema, Mapping) else "any"
-    return kind in ("any", "null") or (isinstance(kind, list) and "null" in kind)
 
 
 def _part_value(part: ContentPart) -> Any:
@@ -199,9 +120,9 @@ class MCPTool(Tool):  # type: ignore[misc]  # smolagents is untyped
     output_type = "object"
 
     def __init__(self, collection: ResilientToolCollection, spec: ToolSpec) -> None:
-        self.name = _identifier(spec.name)
+        self.name = identifier(spec.name)
         self.description = spec.description
-        self.inputs = _inputs(spec.input_schema)
+        self.inputs = inputs_of(spec.input_schema)
         output = spec.output_schema if collection.structured_output else None
         self.output_schema = dict(output) if output else None
         self.spec = spec
@@ -216,7 +137,7 @@ class MCPTool(Tool):  # type: ignore[misc]  # smolagents is untyped
         Raises:
             MCPToolError: the tool reported an error, or certainly did not run.
             TypeError: positional arguments that name no input.
-            UsageError: ``ClientClosed``: the client is closed.
+            UsageError: ``ClientClosed``: the client (or group) is closed.
         """
         if args:  # a CodeAgent may pass one dict, or its only input, positionally
             if len(args) == 1 and not kwargs and isinstance(args[0], Mapping):
@@ -230,7 +151,7 @@ class MCPTool(Tool):  # type: ignore[misc]  # smolagents is untyped
         arguments = {
             key: value
             for key, value in kwargs.items()
-            if value is not None or _accepts_null(self._schemas.get(key, {}))
+            if value is not None or accepts_null(self._schemas.get(key, {}))
         }
         outcome = self._collection.call(self.spec.name, arguments)
         return result_of(outcome, structured_output=self._collection.structured_output)
@@ -245,6 +166,15 @@ def _accepts(tool_filter: ToolFilter | None) -> Callable[[ToolSpec], bool]:
     return lambda spec: spec.name in names
 
 
+def _connect(target: Target, options: ClientOptions) -> SyncClient | SyncClientGroup:
+    """The client a collection makes for a target: a group for an ``mcpServers`` config
+    of several servers (``connect_sync`` takes a config of exactly one)."""
+    servers = target.get("mcpServers") if isinstance(target, Mapping) else None
+    if isinstance(servers, Mapping) and len(servers) > 1:
+        return SyncClientGroup(servers, **options)
+    return SyncClient(target, **options)
+
+
 def _left_out(spec: ToolSpec, reason: str) -> None:
     default_logger().warning("smolagents.tool_left_out", tool=spec.name, reason=reason)
 
@@ -253,15 +183,17 @@ class ResilientToolCollection:
     """An MCP server's tools for smolagents, and the step callbacks that stop a run on
     an unknown effect and offer the model tools added meanwhile (see :func:`load_tools`).
 
-    ``source`` is a :class:`~resilient_mcp.SyncClient` (or another
-    :class:`SyncToolSource`), never closed here; or a target ``connect_sync()`` accepts
-    (with its ``**options``), whose client this collection owns: it connects on first
-    use (or ``with``) and closes on :meth:`close` or leaving the block.
+    ``source`` is a :class:`~resilient_mcp.SyncClient`, a
+    :class:`~resilient_mcp.SyncClientGroup` (or another :class:`SyncToolSource`), never
+    closed here; or a target ``connect_sync()`` accepts (with its ``**options``), or an
+    ``mcpServers`` config of several servers (a group of them, with ``**options`` for
+    every member), whose client this collection owns: it connects on first use (or
+    ``with``) and closes on :meth:`close` or leaving the block.
 
     Args:
         source: where the tools come from.
         timeout: each call's deadline (default: the client's).
-        tool_filter: the tools to keep (a predicate on the spec, or server names).
+        tool_filter: the tools to keep (a predicate on the spec, or listed names).
         structured_output: ``output_schema`` and structured content as a dict, as
             smolagents' ``structured_output=True``.
 
@@ -281,15 +213,17 @@ class ResilientToolCollection:
         **options: Unpack[ClientOptions],
     ) -> None:
         if inspect.iscoroutinefunction(getattr(source, "call_tool", None)):
-            raise UsageError("smolagents tools are sync: give a SyncClient, or a target")
+            raise UsageError(
+                "smolagents tools are sync: give a SyncClient or SyncClientGroup, or a target"
+            )
         if isinstance(source, SyncToolSource):
             if options:
                 raise UsageError("options are for a target the collection connects to itself")
             self._source: SyncToolSource = source
-            self._owned: SyncClient | None = None
+            self._owned: SyncClient | SyncClientGroup | None = None
         else:
             self._target, self._options = source, options
-            self._owned = self._source = SyncClient(source, **options)
+            self._owned = self._source = _connect(source, options)
         self.timeout = timeout
         self.structured_output = structured_output
         self._accepts = _accepts(tool_filter)
@@ -305,7 +239,7 @@ class ResilientToolCollection:
 
     @property
     def client(self) -> SyncToolSource:
-        """The client the tools call through (made by this collection for a target)."""
+        """The client (or group) the tools call through (made here for a target)."""
         return self._source
 
     @property
@@ -336,8 +270,8 @@ class ResilientToolCollection:
                 return self
             try:
                 self._owned.open()
-            except MCPError:  # a SyncClient opens once: the next use gets a fresh one
-                self._owned = self._source = SyncClient(self._target, **self._options)
+            except MCPError:  # a client opens once: the next use gets a fresh one
+                self._owned = self._source = _connect(self._target, self._options)
                 raise
             self._opened = True
         return self
@@ -482,8 +416,10 @@ def load_tools(
         with load_tools("http://127.0.0.1:8000/mcp") as mcp:
             agent = ToolCallingAgent(tools=mcp.tools, model=..., step_callbacks=mcp.step_callbacks)
 
-    A :class:`~resilient_mcp.SyncClient` given is never closed; a target's client is
-    closed on leaving the block (or ``close()``). Arguments: :class:`ResilientToolCollection`.
+    A :class:`~resilient_mcp.SyncClient` or :class:`~resilient_mcp.SyncClientGroup`
+    given is never closed; a target's client (a group, for an ``mcpServers`` config of
+    several servers) is closed on leaving the block (or ``close()``). Arguments:
+    :class:`ResilientToolCollection`.
 
     Raises:
         UsageError: an async client, options with a client, a bad target or filter.
