@@ -135,11 +135,13 @@ class StdioServer:
     Attributes:
         command: the executable (looked up on ``PATH`` like :func:`subprocess.Popen`).
         args: its arguments.
-        env: variables added on top of the inherited environment (or of the safe
-            default set when ``inherit_env`` is false). Never logged nor shown in repr.
+        env: variables added on top of the safe default set (or of our whole
+            environment when ``inherit_env`` is true). Never logged nor shown in repr.
         cwd: the working directory (default: ours).
-        inherit_env: pass our whole environment on; false passes only a small safe
-            set (``PATH``, ``HOME``, ``LANG``, ``TERM``, ``SYSTEMROOT``...) plus ``env``.
+        inherit_env: pass our whole environment on. False (the default, as in the
+            MCP SDKs) passes only a small safe set (``PATH``, ``HOME``, ``LANG``,
+            ``TERM``, ``SYSTEMROOT``...) plus ``env``: a server we start does not get
+            the API keys and tokens our process happens to hold.
         restart: restart a server that exits unexpectedly (a fresh handshake follows).
         max_restarts: restarts allowed over the client's life.
         keep_alive: opt-in warm process: when a client closes, its server process is
@@ -160,7 +162,7 @@ class StdioServer:
     args: Sequence[str] = ()
     env: Mapping[str, str] | None = field(default=None, repr=False, hash=False)
     cwd: str | os.PathLike[str] | None = None
-    inherit_env: bool = True
+    inherit_env: bool = False
     restart: bool = True
     max_restarts: int = 3
     keep_alive: float | None = None

@@ -258,8 +258,11 @@ class TestHandshakeBadInput:
         )
         async with server.client() as http:
             with pytest.raises(resilient_mcp.HandshakeError) as info:
+                # A failed handshake step is retried until the handshake's deadline (the
+                # default 30 s would only make this test wait longer, for the same end).
                 async with resilient_mcp.connect(
-                    resilient_mcp.HTTPServer("http://127.0.0.1:1/mcp", http_client=http)
+                    resilient_mcp.HTTPServer("http://127.0.0.1:1/mcp", http_client=http),
+                    timeouts=resilient_mcp.Timeouts(initialize=2),
                 ):
                     pass
         assert info.value.method == "notifications/initialized"

@@ -505,16 +505,19 @@ def test_stdio_server_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
         StdioServer("python", max_restarts=-1)
     monkeypatch.setenv("RESILIENT_MCP_TEST_SECRET", "hidden")
     monkeypatch.setenv("PATH", "/usr/bin")
-    assert StdioServer("x").environment() is None  # ours, untouched
-    inherited = StdioServer("x", env={"EXTRA": "1"}).environment()
-    assert inherited is not None
-    assert inherited["EXTRA"] == "1"
-    assert inherited["RESILIENT_MCP_TEST_SECRET"] == "hidden"
-    safe = StdioServer("x", env={"EXTRA": "1"}, inherit_env=False).environment()
+    # The default, as in the MCP SDKs: a small safe set, never the secrets we hold.
+    safe = StdioServer("x", env={"EXTRA": "1"}).environment()
     assert safe is not None
     assert safe["EXTRA"] == "1"
     assert safe["PATH"] == "/usr/bin"
     assert "RESILIENT_MCP_TEST_SECRET" not in safe
+    assert StdioServer("x").environment() == {k: v for k, v in safe.items() if k != "EXTRA"}
+    # inherit_env=True: ours, untouched (None), or ours plus env.
+    assert StdioServer("x", inherit_env=True).environment() is None
+    inherited = StdioServer("x", env={"EXTRA": "1"}, inherit_env=True).environment()
+    assert inherited is not None
+    assert inherited["EXTRA"] == "1"
+    assert inherited["RESILIENT_MCP_TEST_SECRET"] == "hidden"
 
 
 def test_line_splitter() -> None:
