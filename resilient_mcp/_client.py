@@ -322,9 +322,12 @@ def connect(
         A :class:`Client`, to be entered with ``async with``.
 
     Raises:
-        UsageError: on an unsupported target or an unknown option (at once). On entering
-        the block: ConnectError (unreachable, or the command could not be started),
-        HandshakeError, UnsupportedProtocolVersion (including era="modern" against a
-        legacy server), RequestTimeout, ...
+        UsageError: on an unsupported target or an unknown option (at once).
+        ConnectError: on entering the block: unreachable, or the command could not be
+            started.
+        HandshakeError: on entering the block: the handshake failed.
+        UnsupportedProtocolVersion: on entering the block: no common version
+            (including era="modern" against a legacy server).
+        RequestTimeout: on entering the block: ``Timeouts.initialize`` ran out.
     """
     return Client(target, **options)

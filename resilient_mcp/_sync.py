@@ -114,8 +114,9 @@ class SyncClient:
 
         Raises:
             ClientClosed: it was opened (or closed) before; create a new one.
-            ConnectError, HandshakeError, UnsupportedProtocolVersion, RequestTimeout,
-                ...: as entering :class:`~resilient_mcp.Client`; nothing is left running.
+            MCPError: as entering :class:`~resilient_mcp.Client` (``ConnectError``,
+                ``HandshakeError``, ``UnsupportedProtocolVersion``, ``RequestTimeout``);
+                nothing is left running.
         """
         with self._lock:
             if self._state is not _State.UNOPENED:
@@ -393,7 +394,9 @@ def connect_sync(target: Target, /, **options: Unpack[ClientOptions]) -> SyncCli
         A :class:`SyncClient`, not yet open.
 
     Raises:
-        UsageError: on an unsupported target or an unknown option (at once). On opening:
-        ConnectError, HandshakeError, UnsupportedProtocolVersion, RequestTimeout, ...
+        UsageError: on an unsupported target or an unknown option (at once).
+        MCPError: on opening, as entering :class:`~resilient_mcp.Client`
+            (``ConnectError``, ``HandshakeError``, ``UnsupportedProtocolVersion``,
+            ``RequestTimeout``).
     """
     return SyncClient(target, **options)

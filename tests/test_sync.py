@@ -324,8 +324,14 @@ def test_keyboard_interrupt_cancels_the_call_and_the_client_stays_usable() -> No
             if sent.acquire(blocking=False):  # once: a second one would end the test
                 signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
 
-        with pytest.raises(KeyboardInterrupt):
-            client.call_tool("progress", {"steps": 1000, "interval": 0.05}, progress=interrupt)
+        # Python turns SIGINT into KeyboardInterrupt only if it was not ignored at start
+        # (a shell's background job, e.g. `make test &`, starts with SIGINT ignored).
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                client.call_tool("progress", {"steps": 1000, "interval": 0.05}, progress=interrupt)
+        finally:
+            signal.signal(signal.SIGINT, previous)
         assert running.server.wait_for_cancellations(1, timeout=BOUND_S)
         assert client.call_tool("echo", {"text": "after"}).text == "after"
         assert client.era == "modern"

@@ -191,10 +191,10 @@ class ResilientMCPServer(MCPServer):
             (sync or async; a filter that raises excludes the tool).
         use_structured_content: give the model ``structuredContent`` (as JSON) instead
             of the text content, where a tool sends it.
-        require_approval, failure_error_function, tool_meta_resolver,
-        custom_data_extractor, tool_input_guardrails, tool_output_guardrails: the
-            SDK's, unchanged (``failure_error_function`` only ever sees programming
-            errors: no outcome of a call raises).
+        require_approval: the SDK's, unchanged (as are ``failure_error_function``,
+            which only ever sees programming errors: no outcome of a call raises,
+            ``tool_meta_resolver``, ``custom_data_extractor``,
+            ``tool_input_guardrails`` and ``tool_output_guardrails``).
 
     Raises:
         UsageError: options given with a client, or a bad target.

@@ -85,7 +85,9 @@ async def test_a_member_that_goes_down_is_an_error_dict_and_the_other_answers() 
     # Not the terminal path: the model was asked again and answered.
     assert len(model.requests) == 2
     assert events[-1].is_final_response()
-    assert state is resilient_mcp.MemberState.FAILED
+    # Down, never ready: FAILED, or CONNECTING when a later listing already began the
+    # lazy reconnect (its not-before time passes sooner on a slow machine).
+    assert state in {resilient_mcp.MemberState.FAILED, resilient_mcp.MemberState.CONNECTING}
     assert still.text == "still"
 
 

@@ -112,7 +112,9 @@ async def test_a_member_that_goes_down_is_an_error_message_never_terminal() -> N
     assert "did not run" in refused.content
     assert "server 'gone'" in refused.content
     assert messages[-1].content == "done"  # the loop went on: the model had its turn
-    assert state is resilient_mcp.MemberState.FAILED
+    # Down, never ready: FAILED, or CONNECTING when a later listing already began the
+    # lazy reconnect (its not-before time passes sooner on a slow machine).
+    assert state in {resilient_mcp.MemberState.FAILED, resilient_mcp.MemberState.CONNECTING}
     assert still.text == "still"
 
 

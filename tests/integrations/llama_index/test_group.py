@@ -111,7 +111,9 @@ async def test_a_member_that_goes_down_is_an_error_output_never_terminal(listing
         assert refused.raw_output is None
         assert "gone__echo not found" in refused.content
     assert result.response.content == "done"  # the model had its next turn
-    assert state is resilient_mcp.MemberState.FAILED
+    # Down, never ready: FAILED, or CONNECTING when a later listing already began the
+    # lazy reconnect (its not-before time passes sooner on a slow machine).
+    assert state in {resilient_mcp.MemberState.FAILED, resilient_mcp.MemberState.CONNECTING}
     assert still.text == "still"
 
 

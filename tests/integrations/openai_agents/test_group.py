@@ -110,7 +110,9 @@ async def test_a_member_that_goes_down_is_an_error_result_never_the_terminal_pat
     assert "server 'gone'" in text(items["c2"])
     assert not is_terminal(items["c2"])
     assert result.final_output == "done"  # the model had its next turn
-    assert state is resilient_mcp.MemberState.FAILED
+    # Down, never ready: FAILED, or CONNECTING when a later listing already began the
+    # lazy reconnect (its not-before time passes sooner on a slow machine).
+    assert state in {resilient_mcp.MemberState.FAILED, resilient_mcp.MemberState.CONNECTING}
     assert still.text == "still"
 
 
