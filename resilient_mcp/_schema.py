@@ -39,6 +39,7 @@ The rules, each chosen so that a valid result is never rejected:
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any, Final
@@ -201,6 +202,19 @@ def _shape(root: Any) -> tuple[int, bool]:
     return size(root, 0), cyclic
 
 
+def _has_non_finite(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, float) and not math.isfinite(node):
+            return True
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
+
+
 class CompiledSchema:
     """One ``outputSchema``, compiled once; immutable, so sessions share it."""
 
@@ -234,6 +248,10 @@ class CompiledSchema:
         try:
             if validator.is_valid(value):
                 return []
+            if _has_non_finite(value):
+                # json.loads lets NaN/Infinity through; jsonschema-rs reads them as null,
+                # so a rejection here could be false. Not JSON: not judged.
+                raise Unvalidatable("holds NaN or Infinity, which JSON has not")
             if not self._explainable:
                 return ["(root): does not match the outputSchema"]
             found: list[str] = []
@@ -285,7 +303,7 @@ def compile_schema(schema: Any, cache: SchemaCache[CompiledSchema] | None = None
     Never raises for a bad schema: that comes back :attr:`~CompiledSchema.unusable`.
     """
     try:
-        return (cache or default_cache).get_or_compile(schema, _compile)
+        return (default_cache if cache is None else cache).get_or_compile(schema, _compile)
     except (TypeError, ValueError) as exc:  # not JSON at all: nothing to key it by
         return CompiledSchema(None, f"not JSON: {type(exc).__name__}")
 
