@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import sys
 import time
 from typing import Any
@@ -249,13 +250,25 @@ class TestErrors:
 
     def test_recursive_schema_with_branching_is_explained_without_a_place(self) -> None:
         # Regression: iter_errors builds every anyOf branch's errors; two recursive
-        # branches made it exponential (36 s at depth 15, out of memory at 18).
-        branch = {"type": "object", "properties": {"a": {"$ref": "#/$defs/t"}}}
-        schema = {"$defs": {"t": {"anyOf": [branch, branch]}}, "$ref": "#/$defs/t"}
-        value: Any = {"a": 1}
-        for _ in range(40):
-            value = {"a": value}
-        assert validate(value, schema) == ["(root): does not match the outputSchema"]
+        # branches made it exponential (36 s at depth 15, 22 GB at 18). Run in a child
+        # with 1 GB of address space, so a regression fails here instead of eating the
+        # machine's memory.
+        code = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+from resilient_mcp._schema import validate
+branch = {"type": "object", "properties": {"a": {"$ref": "#/$defs/t"}}}
+schema = {"$defs": {"t": {"anyOf": [branch, branch]}}, "$ref": "#/$defs/t"}
+value = {"a": 1}
+for _ in range(40):
+    value = {"a": value}
+print(validate(value, schema))
+"""
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=50
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.strip() == "['(root): does not match the outputSchema']"
 
     def test_exponentially_large_schema_is_skipped(self) -> None:
         # 30 levels of a two-way anyOf over one shared $ref: 2**30 checks (56 s measured).
