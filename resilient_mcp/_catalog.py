@@ -25,7 +25,7 @@ import anyio
 from ._exceptions import ToolOutputError
 from ._headers import ParamHeader, param_header_specs
 from ._log import Logger
-from ._schema import validate
+from ._schema import CompiledSchema, Unvalidatable, compile_schema
 from .types import CallToolResult, Tool
 
 __all__ = ["Catalog", "hinted_idempotent"]
@@ -38,6 +38,10 @@ class Catalog:
         self._log = logger
         self._tools: dict[str, Tool] | None = None
         self._param_specs: dict[str, tuple[ParamHeader, ...]] = {}
+        # Tool name → its outputSchema compiled, on the tool's first call (listing 5,000
+        # tools compiles nothing); compiled through the process-wide cache, so sessions
+        # that list the same tools share one compiled validator per schema.
+        self._validators: dict[str, CompiledSchema] = {}
         # Bumped by every invalidation: a fetch that overlapped one is not cached.
         self._version = 0
         self._generation: int | None = None  # the session the cached list came from
@@ -127,6 +131,7 @@ class Catalog:
             if version == self._version:
                 # Only cache if no list_changed arrived while we were fetching.
                 self._tools = {tool.name: tool for tool in tools}
+                self._validators = {}
                 self._param_specs = {name: spec or () for name, spec in specs.items()}
                 # A cache is only as good as its invalidation: hear list_changed.
                 await cached()
@@ -157,7 +162,18 @@ class Catalog:
                 method="tools/call",
                 session_id=session_id,
             )
-        problems = validate(result.structuredContent, tool.outputSchema)
+        compiled = self._validators.get(name)
+        if compiled is None:
+            compiled = self._validators[name] = compile_schema(tool.outputSchema)
+            if compiled.unusable is not None:
+                # The server's schema is broken, not its result: a warning, once per
+                # listed tool, and its results go unchecked rather than all rejected.
+                self._log.warning("tool.output_schema_skipped", tool=name, reason=compiled.unusable)
+        try:
+            problems = compiled.errors(result.structuredContent)
+        except Unvalidatable as exc:
+            self._log.warning("tool.output_not_validated", tool=name, reason=str(exc))
+            return
         if problems:
             raise ToolOutputError(
                 f"tool {name!r} returned structuredContent that breaks its outputSchema: "
