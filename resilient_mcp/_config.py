@@ -113,20 +113,21 @@ class Limits:
         max_connections: the hard ceiling of short HTTP exchanges in flight at once
             over Streamable HTTP (and of the connections kept open). Callers beyond
             the current limit wait their turn in FIFO order. The limit itself adapts
-            (``adaptive``): it starts at 8, grows while the server answers as fast as
-            before and shrinks when answers slow down or the server refuses (429, 503,
-            a refused connection), never below ``min_connections`` nor above this. It
-            also applies when you pass your own ``http_client``. Over legacy HTTP+SSE,
-            where every POST is answered at once (202) and never waits for the
-            server's work, it sizes the pool of the client's own ``httpx`` client
-            only (``max_connections + 1``, or ``min(max_connections, 8) + 1`` while
-            ``adaptive``). Answers to server→client requests do not wait for it.
+            unless ``min_connections`` equals it: it starts at 8, grows while the
+            server answers as fast as before and shrinks when answers slow down or
+            the server refuses (429, 503, a refused connection), never below
+            ``min_connections`` nor above this. It also applies when you pass your
+            own ``http_client``. Over legacy HTTP+SSE, where every POST is answered
+            at once (202) and never waits for the server's work, it sizes the pool
+            of the client's own ``httpx`` client only (``min(max_connections, 8) +
+            1`` while the limit adapts, ``max_connections + 1`` when it is fixed).
+            Answers to server→client requests do not wait for it.
         min_connections: the floor of the adaptive limit (capped at
             ``max_connections``): however slow or refusing the server, this many
-            exchanges may still be in flight.
-        adaptive: False fixes the limit at ``max_connections`` (the behaviour of
-            earlier releases with ``max_connections=8``). Priority messages (the
-            handshake, cancellations) have a small lane of their own either way.
+            exchanges may still be in flight. ``min_connections=max_connections``
+            fixes the limit (``Limits(max_connections=8, min_connections=8)`` is the
+            behaviour of earlier releases). Priority messages (the handshake,
+            cancellations) have a small lane of their own either way.
         long_request: seconds after which an exchange still in flight stops counting
             against ``max_connections``, so that slow tool calls never starve the rest.
         max_input_rounds: how many ``input_required`` rounds (modern era) one call may
@@ -142,7 +143,6 @@ class Limits:
     max_server_requests: int = 16
     max_connections: int = 64
     min_connections: int = 4
-    adaptive: bool = True
     long_request: float = 1.0
     max_input_rounds: int = 10
 

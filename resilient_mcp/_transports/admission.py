@@ -30,10 +30,11 @@ How many short exchanges go through at once is not fixed: with a fixed limit, a 
 that takes longer per answer caps throughput at ``limit / latency`` however much more it
 could take. :class:`~.limiter.GradientLimit` grows the limit while latency holds and
 shrinks it when latency rises or the server refuses (429, 503, a refused connection);
-the transport reports each exchange's outcome with :meth:`Admission.answered` (at the
-response headers) or :meth:`Admission.refused`. A shrinking limit never takes a slot
-from its holder: it takes free slots first, and the rest as holders give theirs back
-(``_debt``), so the exchanges in flight drain down to the new limit. The priority lane
+the transport reports each exchange's outcome: :meth:`Admission.completed` (the answer
+is in), :meth:`Admission.answered` (the status, for 429/503) or
+:meth:`Admission.refused`. A shrinking limit never takes a slot from its holder: it
+takes free slots first, and the rest as holders give theirs back (``_debt``), so the
+exchanges in flight drain down to the new limit. The priority lane
 does not adapt: its messages are few, and recovery must not wait for a limit that a
 failing server just halved.
 """
@@ -176,20 +177,22 @@ class Admission:
             self._changed.set()
 
     def answered(self, ticket: Ticket, status: int) -> None:
-        """The response headers of ``ticket``'s exchange arrived with ``status``: a
-        latency sample for the limiter, or an overload signal (429, 503).
-
-        Only short exchanges are samples: one whose slot was handed on is a long one (a
-        tool still at work), and priority messages do not adapt. For a JSON answer the
-        headers come with the result (the server's work is in the sample); an SSE
-        response starts at once, so a slow tool's running time never counts as
-        congestion, while a server too busy to start answering does.
-        """
-        if ticket.lane:
-            return
+        """The response headers of ``ticket``'s exchange arrived with ``status``: a 429
+        or 503 is an overload signal for the limiter."""
         if status in OVERLOAD_STATUSES:
             self.refused(ticket)
-        elif ticket.holds_slot and 200 <= status < 300:
+
+    def completed(self, ticket: Ticket) -> None:
+        """``ticket``'s request got its answer: a latency sample for the limiter.
+
+        Only short exchanges are samples: one whose slot was handed on is a long one (a
+        tool at work for more than ``long_after``), and priority messages do not adapt.
+        The sample runs to the answer, not to the response headers: an SSE response's
+        headers come at once, and their delay only measures how busy the server's
+        event loop is, which rose long before its throughput did (measured with 20 ms
+        of server latency and 32 callers: the limit fell to its floor).
+        """
+        if ticket.holds_slot and not ticket.lane:
             self._limiter.sample(self._clock() - ticket.admitted, ticket.in_flight)
             self._resize()
 

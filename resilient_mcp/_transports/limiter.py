@@ -8,17 +8,18 @@ Netflix's concurrency-limits (Gradient2) and Envoy's adaptive concurrency filter
 - Samples are gathered in windows of ``max(limit, MIN_WINDOW)`` exchanges (about one
   round trip of the whole limit), so that one slow answer decides nothing and the
   arithmetic costs nothing per call. A window's figure is its median latency.
-- The *baseline* is the lowest window median seen, allowed to creep up slowly (1 % of
-  the gap per window) so that a server that became slower for good is not held to its
+- The *baseline* is the lowest window median seen, allowed to creep up slowly (a fraction of
+  the gap per window, 0.2 %) so that a server that became slower for good is not held to its
   best day for ever (Envoy re-measures its minimum by stopping traffic; creeping costs
   nothing).
 - While a window's median stays within ``TOLERANCE`` times the baseline, the server is
   not queueing our exchanges: the limit grows by ``sqrt(limit)`` (Gradient2's queue
   allowance), but only if the window actually used at least half of it (a client with
   two callers does not earn a limit of 64).
-- Past that, the limit shrinks in proportion (``limit * TOLERANCE * baseline /
-  median``, by half at most): the exchanges queue somewhere, in the server or in our own
-  event loop, and more of them would only wait longer.
+- Past that, the limit moves a fifth of the way towards ``limit * TOLERANCE *
+  baseline / median + sqrt(limit)`` (Gradient2's update and smoothing; the gradient
+  halves at most): the exchanges queue somewhere, in the server or in our own event
+  loop, and more of them would only wait longer. Growth is not smoothed.
 - An explicit overload signal (429, 503, a refused connection) halves the limit at
   once, as TCP does on a loss, but once per window: a burst of refusals of exchanges
   that were all sent under the old limit is one signal, not thirty.
@@ -27,8 +28,7 @@ The limit stays within ``[floor, ceiling]``. Why not plain AIMD (Netflix's AIMDL
 It reacts to losses only: against a server that slows down without refusing anything
 it grows to the ceiling and queues there. Why not Vegas? Its queue estimate
 ``limit * (1 - baseline / latency)`` needs a baseline measured without load, which a
-busy client never sees, and measured against mcp 2.3 it settled lower than this one with
-20 ms of server latency (docs/benchmarks.md).
+busy client never sees. (Vegas was reasoned about, not measured.)
 
 This module is arithmetic only (no clock, no I/O): :class:`~.admission.Admission`
 measures the latencies and feeds them in, so tests drive it with synthetic samples.
@@ -61,11 +61,13 @@ MIN_WINDOW = 8
 # How much slower than the baseline a window may be before the limit stops growing.
 TOLERANCE = 1.5
 # How fast the baseline follows windows slower than itself.
-_BASELINE_CREEP = 0.01
+_BASELINE_CREEP = 0.002
 # What an overload signal multiplies the limit by.
 _BACKOFF = 0.5
-# The smallest factor one slow window applies.
+# The smallest gradient one slow window applies.
 _MAX_SHRINK = 0.5
+# How far one window moves the limit towards its target.
+_SMOOTHING = 0.2
 
 
 @dataclass(slots=True)
@@ -193,16 +195,23 @@ class GradientLimit:
         self._baseline = stats.baseline = baseline
         if signalled:
             return  # this window already shrank for an overload
-        if median <= baseline * TOLERANCE:
-            if 2 * used >= stats.limit and self._limit < self._ceiling:
-                stats.increases += 1
-                self._set(self._limit + math.sqrt(self._limit), shrink=False)
-            return
-        # median > 0 here: it exceeds a baseline that is at least zero.
-        factor = max(_MAX_SHRINK, TOLERANCE * baseline / median)
-        if stats.limit > self._floor:
+        limit = self._limit
+        # Gradient2's update: the gradient is 1 while the window is within tolerance of
+        # the baseline, smaller as it gets slower (by half at most); the queue allowance
+        # sqrt(limit) is what lets the limit grow, and what it settles on when latency
+        # grows with it (limit * gradient + sqrt(limit) == limit). Smoothed, so that one
+        # window moves the limit by a fifth of the way only.
+        gradient = max(_MAX_SHRINK, min(1.0, TOLERANCE * baseline / median)) if median else 1.0
+        if gradient == 1.0 and 2 * used < stats.limit:
+            return  # the callers did not use the limit: nothing learnt about more
+        target = limit * gradient + math.sqrt(limit)
+        # Growth is not smoothed: from 8 to 32 in about seven windows (round trips).
+        new = target if gradient == 1.0 else limit + (target - limit) * _SMOOTHING
+        if int(new) > stats.limit:
+            stats.increases += 1
+        elif int(new) < stats.limit:
             stats.decreases += 1
-            self._set(self._limit * factor, shrink=True)
+        self._set(new, shrink=new < limit)
 
     def _set(self, value: float, *, shrink: bool) -> None:
         self._limit = min(max(value, float(self._floor)), float(self._ceiling))
@@ -217,8 +226,8 @@ class GradientLimit:
 
 def limiter_for(limits: Limits) -> GradientLimit:
     """The limiter ``limits`` asks for: adaptive between ``min_connections`` (at most
-    ``max_connections``) and ``max_connections``, or fixed at ``max_connections``."""
+    ``max_connections``) and ``max_connections``, or fixed at ``max_connections`` when
+    the two are equal."""
     ceiling = limits.max_connections
-    return GradientLimit(
-        floor=min(limits.min_connections, ceiling), ceiling=ceiling, adaptive=limits.adaptive
-    )
+    floor = min(limits.min_connections, ceiling)
+    return GradientLimit(floor=floor, ceiling=ceiling, adaptive=floor < ceiling)

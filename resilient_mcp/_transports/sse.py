@@ -82,7 +82,7 @@ class LegacySSETransport(HTTPTransportBase):
         self, server: HTTPServer, *, timeouts: Timeouts, limits: Limits, logger: Logger
     ) -> None:
         super().__init__(server, timeouts=timeouts, limits=limits, logger=logger)
-        self._adaptive = limits.adaptive
+        self._adaptive = limits.min_connections < limits.max_connections
         self._peer: Peer | None = None
         self._stream: _Stream | None = None
         # Set when the stream of the current session ended: nothing may be sent until

@@ -127,9 +127,11 @@ class StreamableHTTPTransport(HTTPTransportBase):
                         self._admission.refused(ticket)  # overload: the limit shrinks
                     raise
                 if ticket is not None:
-                    # The limiter's sample (or a 429/503 overload signal).
-                    self._admission.answered(ticket, stream.response.status_code)
-                return await self._read_post_response(stream, ctx)
+                    self._admission.answered(ticket, stream.response.status_code)  # 429/503
+                receipt = await self._read_post_response(stream, ctx)
+                if ticket is not None and ctx.kind == "request":
+                    self._admission.completed(ticket)  # the limiter's latency sample
+                return receipt
             finally:
                 # The slot goes back once the connection is free again: released before
                 # the end of the stream was read, it let another exchange start on a new
