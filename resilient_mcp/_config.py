@@ -112,8 +112,9 @@ class Limits:
             ping) answered at once; more wait their turn.
         max_connections: the hard ceiling of short HTTP exchanges in flight at once
             over Streamable HTTP (and of the connections kept open). Callers beyond
-            the current limit wait their turn in FIFO order. The limit itself adapts
-            unless ``min_connections`` equals it: it starts at 8, grows while the
+            the current limit wait their turn in FIFO order. The limit adapts when
+            ``min_connections`` is below this (by default both are 8: fixed): it
+            starts at 8, grows while the
             server answers as fast as before and shrinks when answers slow down or
             the server refuses (429, 503, a refused connection), never below
             ``min_connections`` nor above this. It also applies when you pass your
@@ -125,8 +126,8 @@ class Limits:
         min_connections: the floor of the adaptive limit (capped at
             ``max_connections``): however slow or refusing the server, this many
             exchanges may still be in flight. ``min_connections=max_connections``
-            fixes the limit (``Limits(max_connections=8, min_connections=8)`` is the
-            behaviour of earlier releases). Priority messages (the handshake,
+            (the default) fixes the limit; ``Limits(max_connections=64,
+            min_connections=4)`` lets it adapt. Priority messages (the handshake,
             cancellations) have a small lane of their own either way.
         long_request: seconds after which an exchange still in flight stops counting
             against ``max_connections``, so that slow tool calls never starve the rest.
@@ -141,8 +142,8 @@ class Limits:
     max_message_size: int = 16 * 1024 * 1024
     max_pending_notifications: int = 1024
     max_server_requests: int = 16
-    max_connections: int = 64
-    min_connections: int = 4
+    max_connections: int = 8
+    min_connections: int = 8
     long_request: float = 1.0
     max_input_rounds: int = 10
 

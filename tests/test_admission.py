@@ -252,13 +252,16 @@ async def _calls(client: resilient_mcp.Client, callers: int, each: int) -> int:
     return failed
 
 
+ADAPTIVE = Limits(max_connections=64, min_connections=4)
+
+
 class TestAdaptiveLimit:
     """Issue 13: the limit follows the server; asserted on the limiter's state only."""
 
     async def test_grows_above_eight_with_a_slow_server_and_32_callers(self) -> None:
         server = StrictServer(chaos=Chaos(latency=(0.02, 0.02)))
         with serve(server) as running:
-            async with resilient_mcp.connect(running.url) as client:
+            async with resilient_mcp.connect(running.url, limits=ADAPTIVE) as client:
                 assert await _calls(client, 32, 4) == 0
                 stats = _admission(client).stats
         assert stats.samples >= 100, "every answered call is a latency sample"
@@ -269,7 +272,7 @@ class TestAdaptiveLimit:
     async def test_a_burst_of_503s_shrinks_it(self) -> None:
         server = StrictServer(chaos=Chaos(seed=13, latency=(0.02, 0.02), reject_rate=0.2))
         with serve(server) as running:
-            async with resilient_mcp.connect(running.url) as client:
+            async with resilient_mcp.connect(running.url, limits=ADAPTIVE) as client:
                 await _calls(client, 32, 2)  # a call refused three times fails: not asserted
                 admission = _admission(client)
                 stats = admission.stats
@@ -283,9 +286,7 @@ class TestAdaptiveLimit:
     async def test_fixed_when_not_adaptive(self) -> None:
         server = StrictServer(chaos=Chaos(latency=(0.02, 0.02)))
         with serve(server) as running:
-            async with resilient_mcp.connect(
-                running.url, limits=Limits(max_connections=8, min_connections=8)
-            ) as client:
+            async with resilient_mcp.connect(running.url) as client:  # the default
                 assert await _calls(client, 32, 2) == 0
                 admission = _admission(client)
         assert admission.limit == 8

@@ -117,10 +117,18 @@ class TestGradientLimit:
 
 
 class TestLimits:
-    def test_defaults_adapt_between_the_floor_and_the_ceiling(self) -> None:
+    def test_the_default_is_the_fixed_limit_of_earlier_releases(self) -> None:
         limiter = limiter_for(Limits())
+        assert (limiter.floor, limiter.ceiling, limiter.adaptive) == (8, 8, False)
+
+    def test_adapts_between_the_floor_and_the_ceiling(self) -> None:
+        limiter = limiter_for(Limits(max_connections=64, min_connections=4))
         assert (limiter.floor, limiter.ceiling, limiter.adaptive) == (4, 64, True)
         assert limiter.limit == START_LIMIT
+
+    def test_a_raised_ceiling_alone_adapts_from_eight(self) -> None:
+        limiter = limiter_for(Limits(max_connections=32))
+        assert (limiter.floor, limiter.ceiling, limiter.adaptive) == (8, 32, True)
 
     def test_a_small_ceiling_caps_the_floor_and_the_start(self) -> None:
         limiter = limiter_for(Limits(max_connections=2))
