@@ -110,12 +110,25 @@ class Limits:
             handler); past this, new ones are dropped with a warning in the log.
         max_server_requests: server→client requests (sampling, elicitation, roots,
             ping) answered at once; more wait their turn.
-        max_connections: short HTTP exchanges in flight at once (and the connections
-            kept open). Callers beyond it wait their turn in FIFO order. Small is fast:
-            httpcore's pool costs CPU per connection on every request. Over Streamable
-            HTTP it also applies when you pass your own ``http_client``; over legacy
-            HTTP+SSE it sizes the pool of the client's own ``httpx`` client only.
+        max_connections: the hard ceiling of short HTTP exchanges in flight at once
+            over Streamable HTTP (and of the connections kept open). Callers beyond
+            the current limit wait their turn in FIFO order. The limit adapts when
+            ``min_connections`` is below this (by default both are 8: fixed): it
+            starts at 8, grows while the
+            server answers as fast as before and shrinks when answers slow down or
+            the server refuses (429, 503, a refused connection), never below
+            ``min_connections`` nor above this. It also applies when you pass your
+            own ``http_client``. Over legacy HTTP+SSE, where every POST is answered
+            at once (202) and never waits for the server's work, it sizes the pool
+            of the client's own ``httpx`` client only (``min(max_connections, 8) +
+            1`` while the limit adapts, ``max_connections + 1`` when it is fixed).
             Answers to server→client requests do not wait for it.
+        min_connections: the floor of the adaptive limit (capped at
+            ``max_connections``): however slow or refusing the server, this many
+            exchanges may still be in flight. ``min_connections=max_connections``
+            (the default) fixes the limit; ``Limits(max_connections=64,
+            min_connections=4)`` lets it adapt. Priority messages (the handshake,
+            cancellations) have a small lane of their own either way.
         long_request: seconds after which an exchange still in flight stops counting
             against ``max_connections``, so that slow tool calls never starve the rest.
         max_input_rounds: how many ``input_required`` rounds (modern era) one call may
@@ -130,6 +143,7 @@ class Limits:
     max_pending_notifications: int = 1024
     max_server_requests: int = 16
     max_connections: int = 8
+    min_connections: int = 8
     long_request: float = 1.0
     max_input_rounds: int = 10
 
@@ -140,6 +154,7 @@ class Limits:
             "max_pending_notifications",
             "max_server_requests",
             "max_connections",
+            "min_connections",
             "max_input_rounds",
         ):
             if getattr(self, name) < 1:

@@ -12,7 +12,7 @@ import pytest
 import resilient_mcp
 from resilient_mcp import Limits
 from resilient_mcp._transports.admission import Admission
-from resilient_mcp.testing import StrictServer, serve
+from resilient_mcp.testing import Chaos, StrictServer, serve
 
 from .fake import FakeServer, json_response, result
 
@@ -226,3 +226,69 @@ class TestRecoveryFirst:
                 assert stats.http_rejections[404] == 1, "only the slow call met the lost session"
                 assert {key: stats.executions[key] for key in keys} == dict.fromkeys(keys, 1)
                 assert stats.sessions_created == 2
+
+
+def _admission(client: resilient_mcp.Client) -> Admission:
+    admission = client._session.transport._admission  # type: ignore[attr-defined]
+    assert isinstance(admission, Admission)
+    return admission
+
+
+async def _calls(client: resilient_mcp.Client, callers: int, each: int) -> int:
+    """``callers`` concurrent callers, ``each`` echo calls apiece; how many failed."""
+    failed = 0
+
+    async def caller() -> None:
+        nonlocal failed
+        for _ in range(each):
+            try:
+                await client.call_tool("echo", {"text": "hi"})
+            except resilient_mcp.MCPError:
+                failed += 1
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(callers):
+            tg.start_soon(caller)
+    return failed
+
+
+ADAPTIVE = Limits(max_connections=64, min_connections=4)
+
+
+class TestAdaptiveLimit:
+    """Issue 13: the limit follows the server; asserted on the limiter's state only."""
+
+    async def test_grows_above_eight_with_a_slow_server_and_32_callers(self) -> None:
+        server = StrictServer(chaos=Chaos(latency=(0.02, 0.02)))
+        with serve(server) as running:
+            async with resilient_mcp.connect(running.url, limits=ADAPTIVE) as client:
+                assert await _calls(client, 32, 4) == 0
+                stats = _admission(client).stats
+        assert stats.samples >= 100, "every answered call is a latency sample"
+        assert stats.peak > 8, stats
+        assert stats.increases >= 1
+        assert stats.backoffs == 0
+
+    async def test_a_burst_of_503s_shrinks_it(self) -> None:
+        server = StrictServer(chaos=Chaos(seed=13, latency=(0.02, 0.02), reject_rate=0.2))
+        with serve(server) as running:
+            async with resilient_mcp.connect(running.url, limits=ADAPTIVE) as client:
+                await _calls(client, 32, 2)  # a call refused three times fails: not asserted
+                admission = _admission(client)
+                stats = admission.stats
+                assert admission.in_flight == 0
+        assert running.stats.http_rejections[503] > 0
+        # Each refusal of an ordinary exchange is a signal (the priority lane's are not).
+        assert 1 <= stats.overloads <= running.stats.http_rejections[503]
+        assert stats.backoffs >= 1
+        assert stats.lowest < 8, stats
+
+    async def test_fixed_when_not_adaptive(self) -> None:
+        server = StrictServer(chaos=Chaos(latency=(0.02, 0.02)))
+        with serve(server) as running:
+            async with resilient_mcp.connect(running.url) as client:  # the default
+                assert await _calls(client, 32, 2) == 0
+                admission = _admission(client)
+        assert admission.limit == 8
+        assert admission.stats.peak == 8
+        assert admission.stats.samples == 0

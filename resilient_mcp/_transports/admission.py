@@ -25,40 +25,93 @@ bypasses admission goes straight to httpx's pool: a burst of cancellations would
 connection each, up to the pool's own limit, and from then on every exchange (the
 handshake too) would queue in httpcore's quadratic queue, which admission exists to
 avoid. Separate slots also mean neither kind can starve the other.
+
+How many short exchanges go through at once is not fixed: with a fixed limit, a server
+that takes longer per answer caps throughput at ``limit / latency`` however much more it
+could take. :class:`~.limiter.GradientLimit` grows the limit while latency holds and
+shrinks it when latency rises or the server refuses (429, 503, a refused connection);
+the transport reports each exchange's outcome: :meth:`Admission.completed` (the answer
+is in), :meth:`Admission.answered` (the status, for 429/503) or
+:meth:`Admission.refused`. A shrinking limit never takes a slot from its holder: it
+takes free slots first, and the rest as holders give theirs back (``_debt``), so the
+exchanges in flight drain down to the new limit. The priority lane
+does not adapt: its messages are few, and recovery must not wait for a limit that a
+failing server just halved.
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
+from collections.abc import Callable
 
 import anyio
 import anyio.abc
 
-__all__ = ["PRIORITY_LANE", "Admission", "Ticket"]
+from .limiter import GradientLimit, LimiterStats
+
+__all__ = ["OVERLOAD_STATUSES", "PRIORITY_LANE", "Admission", "Ticket"]
 
 # Priority lane slots: the handshake is one message at a time, so two let a cancellation
 # go out beside it; more would only let a burst of cancellations take more connections.
 PRIORITY_LANE = 2
+# Answers that say "too much": the server refused before doing anything.
+OVERLOAD_STATUSES = frozenset({429, 503})
 
 
 class Ticket:
     """One admitted exchange. Give it back with :meth:`Admission.release`."""
 
-    __slots__ = ("deadline", "holds_slot", "lane")
+    __slots__ = ("admitted", "deadline", "epoch", "holds_slot", "in_flight", "lane")
 
-    def __init__(self, deadline: float, *, lane: bool = False) -> None:
+    def __init__(
+        self,
+        deadline: float,
+        *,
+        lane: bool = False,
+        admitted: float = 0.0,
+        epoch: int = 0,
+        in_flight: int = 0,
+    ) -> None:
         self.deadline = deadline
         self.holds_slot = True
         self.lane = lane  # a priority lane slot (never handed on: its messages are short)
+        self.admitted = admitted  # on the admission's clock, for the latency sample
+        self.epoch = epoch  # the limiter's, when admitted
+        self.in_flight = in_flight  # slots held once this one was taken (itself included)
 
 
 class Admission:
-    """A FIFO semaphore whose holders lose their slot once they have held it too long."""
+    """A FIFO semaphore whose holders lose their slot once they have held it too long,
+    and whose size adapts (see :mod:`.limiter`) when given a :class:`GradientLimit`.
 
-    def __init__(self, limit: int, *, long_after: float, lane: int = PRIORITY_LANE) -> None:
-        self._slots = anyio.Semaphore(limit)
+    Args:
+        limit: a fixed number of slots, or the limiter that decides it.
+        long_after: seconds after which a holder's slot is handed on.
+        lane: slots of the priority lane.
+        clock: what latency samples are measured with (tests pass a fake one).
+    """
+
+    def __init__(
+        self,
+        limit: int | GradientLimit,
+        *,
+        long_after: float,
+        lane: int = PRIORITY_LANE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if isinstance(limit, int):
+            limit = GradientLimit(floor=limit, ceiling=limit, adaptive=False)
+        self._limiter = limit
+        self._limit = limit.limit  # the size the slots were last given
+        self._slots = anyio.Semaphore(self._limit)
+        # Slots to withdraw as their holders give them back (the limit shrank below the
+        # number in flight).
+        self._debt = 0
+        self._held = 0  # ordinary slots held (handed-on ones no longer count)
         self._lane = anyio.Semaphore(lane)
         self._long_after = long_after
+        self._clock = clock
         # Holders in admission order; with one fixed delay their deadlines are sorted too.
         self._holders: deque[Ticket] = deque()
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -68,7 +121,25 @@ class Admission:
 
     def __repr__(self) -> str:
         waiting = self._slots.statistics().tasks_waiting
-        return f"<Admission free={self._slots.value} waiting={waiting} lane={self._lane.value}>"
+        return (
+            f"<Admission limit={self._limit} held={self._held} free={self._slots.value} "
+            f"waiting={waiting} lane={self._lane.value}>"
+        )
+
+    @property
+    def limit(self) -> int:
+        """Ordinary exchanges that may be in flight now."""
+        return self._limit
+
+    @property
+    def in_flight(self) -> int:
+        """Ordinary exchanges holding a slot now (handed-on long ones not counted)."""
+        return self._held
+
+    @property
+    def stats(self) -> LimiterStats:
+        """What the limiter did (its current limit, peak, samples, backoffs...)."""
+        return self._limiter.stats
 
     def bind(self, task_group: anyio.abc.TaskGroup) -> None:
         """Where the watcher runs when callers have to wait (without one, nothing is
@@ -85,7 +156,13 @@ class Admission:
         except BaseException:
             self._signal()  # one waiter fewer: the watcher may have nothing left to do
             raise
-        ticket = Ticket(anyio.current_time() + self._long_after)
+        self._held += 1
+        ticket = Ticket(
+            anyio.current_time() + self._long_after,
+            admitted=self._clock(),
+            epoch=self._limiter.epoch,
+            in_flight=self._held,
+        )
         self._holders.append(ticket)
         self._signal()
         return ticket
@@ -99,11 +176,64 @@ class Admission:
         if self._changed is not None:
             self._changed.set()
 
+    def answered(self, ticket: Ticket, status: int) -> None:
+        """The response headers of ``ticket``'s exchange arrived with ``status``: a 429
+        or 503 is an overload signal for the limiter."""
+        if status in OVERLOAD_STATUSES:
+            self.refused(ticket)
+
+    def completed(self, ticket: Ticket) -> None:
+        """``ticket``'s request got its answer: a latency sample for the limiter.
+
+        Only short exchanges are samples: one whose slot was handed on is a long one (a
+        tool at work for more than ``long_after``), and priority messages do not adapt.
+        The sample runs to the answer, not to the response headers: an SSE response's
+        headers come at once, and their delay only measures how busy the server's
+        event loop is, which rose long before its throughput did (measured with 20 ms
+        of server latency and 32 callers: the limit fell to its floor).
+        """
+        if ticket.holds_slot and not ticket.lane:
+            self._limiter.sample(self._clock() - ticket.admitted, ticket.in_flight)
+            self._resize()
+
+    def refused(self, ticket: Ticket) -> None:
+        """The server refused ``ticket``'s exchange (429, 503, or the connection)."""
+        if ticket.lane:
+            return
+        self._limiter.overload(ticket.epoch)
+        self._resize()
+
+    def _resize(self) -> None:
+        """Give the slots the limiter's size."""
+        target = self._limiter.limit
+        change = target - self._limit
+        if change == 0:
+            return
+        self._limit = target
+        if change > 0:
+            paid = min(self._debt, change)
+            self._debt -= paid
+            for _ in range(change - paid):
+                self._slots.release()  # hands the slot to the first waiter, if any
+            return
+        change = -change
+        while change and self._slots.value:
+            self._slots.acquire_nowait()  # a free slot: withdrawn at once
+            change -= 1
+        self._debt += change  # the rest as their holders give them back
+
     def release(self, ticket: Ticket) -> None:
         """Give the slot back, unless it was already handed on for taking too long."""
         if ticket.holds_slot:
             ticket.holds_slot = False
-            (self._lane if ticket.lane else self._slots).release()
+            if ticket.lane:
+                self._lane.release()
+                return
+            self._held -= 1
+            if self._debt:
+                self._debt -= 1  # the limit shrank: this slot goes away
+            else:
+                self._slots.release()
 
     async def _watch(self) -> None:
         """Hand on the slots of exchanges that run long, while anyone waits for one."""
@@ -112,8 +242,9 @@ class Admission:
                 while self._holders and not self._holders[0].holds_slot:
                     self._holders.popleft()  # finished in time: nothing to do
                 if not self._holders:
-                    # A slot is on its way to a waiter (released, not yet taken up):
-                    # wait for the queue or the holders to change.
+                    # A slot is on its way to a waiter (released, not yet taken up), or
+                    # the limit shrank below the slots held: wait for the queue, the
+                    # holders or the limit to change.
                     self._changed = anyio.Event()
                     await self._changed.wait()
                     self._changed = None

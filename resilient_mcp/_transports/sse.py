@@ -45,6 +45,7 @@ from .base import (
     run_guarded,
 )
 from .http import ERROR_BODY_LIMIT, JSON, SSE, HTTPTransportBase, content_type, read_limited
+from .limiter import START_LIMIT
 from .sse_decoder import SSEDecoder, SSEEventTooLarge
 
 __all__ = ["LegacySSETransport"]
@@ -81,6 +82,7 @@ class LegacySSETransport(HTTPTransportBase):
         self, server: HTTPServer, *, timeouts: Timeouts, limits: Limits, logger: Logger
     ) -> None:
         super().__init__(server, timeouts=timeouts, limits=limits, logger=logger)
+        self._adaptive = limits.min_connections < limits.max_connections
         self._peer: Peer | None = None
         self._stream: _Stream | None = None
         # Set when the stream of the current session ended: nothing may be sent until
@@ -98,8 +100,13 @@ class LegacySSETransport(HTTPTransportBase):
         # Nothing on the network yet: the GET stream is opened by the first send.
         self._peer = peer
         self._task_group = task_group
-        # The GET stream holds one connection for the session's lifetime.
-        self._open_client(max_connections=self._max_connections + 1)
+        # The GET stream holds one connection for the session's lifetime. POSTs are
+        # answered 202 before the server works, so its latency never caps them: an
+        # adaptive limit keeps the pool at the starting size (see Limits).
+        pool = self._max_connections
+        if self._adaptive:
+            pool = min(pool, START_LIMIT)
+        self._open_client(max_connections=pool + 1)
 
     # --- sending ---------------------------------------------------------------------
 

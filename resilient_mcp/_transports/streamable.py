@@ -35,6 +35,7 @@ from .base import (
     run_guarded,
 )
 from .http import ERROR_BODY_LIMIT, JSON, SSE, HTTPTransportBase, content_type, read_limited
+from .limiter import limiter_for
 from .sse_decoder import SSEDecoder, SSEEventTooLarge
 
 __all__ = ["StreamableHTTPTransport"]
@@ -69,7 +70,9 @@ class StreamableHTTPTransport(HTTPTransportBase):
         # httpcore's pool rescans every queued request against every connection on each
         # change (quadratic): 500 callers on 100 connections spend >90% of their time
         # there. Few exchanges at a time, the rest queued here at O(1); see admission.
-        self._admission = Admission(limits.max_connections, long_after=limits.long_request)
+        # How many: adaptive between Limits.min_connections and max_connections.
+        self._admission = Admission(limiter_for(limits), long_after=limits.long_request)
+        self._refusals = self._stack.connect_errors
         # Set once the server kept an answered stream open past the grace: see _finish.
         self._streams_linger = False
         # What a dropped response stream raises while it is read (this stack's classes).
@@ -117,8 +120,18 @@ class StreamableHTTPTransport(HTTPTransportBase):
                 sent = True
                 if on_sent is not None:
                     on_sent()
-                stream.response = await client.send(request, stream=True, auth=self._auth_arg())
-                return await self._read_post_response(stream, ctx)
+                try:
+                    stream.response = await client.send(request, stream=True, auth=self._auth_arg())
+                except self._refusals:
+                    if ticket is not None:
+                        self._admission.refused(ticket)  # overload: the limit shrinks
+                    raise
+                if ticket is not None:
+                    self._admission.answered(ticket, stream.response.status_code)  # 429/503
+                receipt = await self._read_post_response(stream, ctx)
+                if ticket is not None and ctx.kind == "request":
+                    self._admission.completed(ticket)  # the limiter's latency sample
+                return receipt
             finally:
                 # The slot goes back once the connection is free again: released before
                 # the end of the stream was read, it let another exchange start on a new
