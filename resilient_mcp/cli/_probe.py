@@ -123,7 +123,7 @@ class RawHttp:
             step,
             response.status_code,
             response.headers.get("content-type", ""),
-            response.text[:2000],
+            response.text[:1_000_000],
             time.perf_counter() - started,
             "mcp-session-id" in response.headers,
             session=response.headers.get("mcp-session-id"),
