@@ -34,14 +34,33 @@ def target_options(func: F) -> F:
     options = [
         click.option("--config", type=click.Path(dir_okay=False), help="An mcpServers JSON file."),
         click.option("--server", help="The server's name in --config."),
-        click.option("--header", "headers", multiple=True, metavar="K:V",
-                     help="Extra HTTP header (repeatable)."),
-        click.option("--era", type=click.Choice(["auto", "legacy", "modern"]), default="auto",
-                     show_default=True, help="Protocol era to speak."),
-        click.option("--transport", type=click.Choice(["auto", "streamable-http", "sse", "stdio"]),
-                     default="auto", show_default=True),
-        click.option("--timeout", type=float, default=30.0, show_default=True,
-                     help="Seconds for the handshake and for each request."),
+        click.option(
+            "--header",
+            "headers",
+            multiple=True,
+            metavar="K:V",
+            help="Extra HTTP header (repeatable).",
+        ),
+        click.option(
+            "--era",
+            type=click.Choice(["auto", "legacy", "modern"]),
+            default="auto",
+            show_default=True,
+            help="Protocol era to speak.",
+        ),
+        click.option(
+            "--transport",
+            type=click.Choice(["auto", "streamable-http", "sse", "stdio"]),
+            default="auto",
+            show_default=True,
+        ),
+        click.option(
+            "--timeout",
+            type=float,
+            default=30.0,
+            show_default=True,
+            help="Seconds for the handshake and for each request.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -106,11 +125,13 @@ def _tools_body(schema: bool, as_json: bool) -> Body:
         for tool in tools:
             notes = tool.annotations
             hints = [
-                name for name, on in (
+                name
+                for name, on in (
                     ("read-only", notes and notes.readOnlyHint),
                     ("idempotent", notes and notes.idempotentHint),
                     ("destructive", notes and notes.destructiveHint),
-                ) if on
+                )
+                if on
             ]
             rows.append([tool.name, render.first_line(tool.description), ", ".join(hints)])
         render.table("Tools", ["name", "description", "hints"], rows)
@@ -136,8 +157,13 @@ def tools(url: str | None, schema: bool, as_json: bool, **params: Any) -> int:
 @cli.command()
 @click.argument("words", nargs=-1, metavar="[URL] NAME [K=V]...")
 @click.option("--json", "json_args", metavar="ARGS", help="The arguments as one JSON object.")
-@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table",
-              help="json: machine-readable output (`--json` takes the arguments here).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    help="json: machine-readable output (`--json` takes the arguments here).",
+)
 @target_options
 def call(words: tuple[str, ...], json_args: str | None, output: str, **params: Any) -> int:
     """Call a tool: NAME k=v ... (JSON values parsed, coerced per the tool's schema)."""
@@ -167,8 +193,9 @@ def call(words: tuple[str, ...], json_args: str | None, output: str, **params: A
             if result.structuredContent is not None:
                 render.out.print_json(data=result.structuredContent)
             if result.isError:
-                render.err.print(f"[bold red]the tool reported an error[/bold red] (exit "
-                                 f"{int(Exit.TOOL_ERROR)})")
+                render.err.print(
+                    f"[bold red]the tool reported an error[/bold red] (exit {int(Exit.TOOL_ERROR)})"
+                )
         return Exit.TOOL_ERROR if result.isError else Exit.OK
 
     return execute(make_target(params, url), body, as_json=as_json)
@@ -189,13 +216,22 @@ def resources(url: str | None, as_json: bool, **params: Any) -> int:
             found = await client.list_resources()
             templates = await client.list_resource_templates()
         if as_json:
-            render.emit_json({"ok": True, "resources": [render.dump(r) for r in found],
-                              "resourceTemplates": [render.dump(t) for t in templates]})
+            render.emit_json(
+                {
+                    "ok": True,
+                    "resources": [render.dump(r) for r in found],
+                    "resourceTemplates": [render.dump(t) for t in templates],
+                }
+            )
             return Exit.OK
-        render.table("Resources", ["uri", "name", "mime type"],
-                     [[r.uri, r.name, r.mimeType] for r in found])
-        render.table("Resource templates", ["uri template", "name"],
-                     [[t.uriTemplate, t.name] for t in templates])
+        render.table(
+            "Resources", ["uri", "name", "mime type"], [[r.uri, r.name, r.mimeType] for r in found]
+        )
+        render.table(
+            "Resource templates",
+            ["uri template", "name"],
+            [[t.uriTemplate, t.name] for t in templates],
+        )
         return Exit.OK
 
     return execute(make_target(params, url), body, as_json=as_json)
@@ -225,7 +261,7 @@ def read(words: tuple[str, ...], as_json: bool, **params: Any) -> int:
                 render.out.print(f"[dim]<binary {item.mimeType or ''}, {size} base64 chars>[/dim]")
         return Exit.OK
 
-    return execute(make_target(params, rest and url), body, as_json=as_json)
+    return execute(make_target(params, url), body, as_json=as_json)
 
 
 @cli.command()
@@ -240,11 +276,18 @@ def prompts(url: str | None, as_json: bool, **params: Any) -> int:
         if as_json:
             render.emit_json({"ok": True, "prompts": [render.dump(p) for p in found]})
             return Exit.OK
-        render.table("Prompts", ["name", "description", "arguments"], [
-            [p.name, render.first_line(p.description),
-             ", ".join(a.name + ("*" if a.required else "") for a in p.arguments or [])]
-            for p in found
-        ])
+        render.table(
+            "Prompts",
+            ["name", "description", "arguments"],
+            [
+                [
+                    p.name,
+                    render.first_line(p.description),
+                    ", ".join(a.name + ("*" if a.required else "") for a in p.arguments or []),
+                ]
+                for p in found
+            ],
+        )
         return Exit.OK
 
     return execute(make_target(params, url), body, as_json=as_json)
@@ -268,8 +311,9 @@ def prompt(words: tuple[str, ...], as_json: bool, **params: Any) -> int:
             return Exit.OK
         for message in result.messages:
             text = getattr(message.content, "text", None)
-            render.out.print(f"[bold]{message.role}[/bold]: "
-                             f"{text if text is not None else message.content.type}")
+            render.out.print(
+                f"[bold]{message.role}[/bold]: {text if text is not None else message.content.type}"
+            )
         return Exit.OK
 
     return execute(make_target(params, url), body, as_json=as_json)
@@ -287,8 +331,14 @@ def ping(url: str | None, as_json: bool, **params: Any) -> int:
         await client.ping()
         latency = (time.perf_counter() - started) * 1000
         if as_json:
-            render.emit_json({"ok": True, "latency_ms": round(latency, 3),
-                              "era": client.era, "transport": client.transport})
+            render.emit_json(
+                {
+                    "ok": True,
+                    "latency_ms": round(latency, 3),
+                    "era": client.era,
+                    "transport": client.transport,
+                }
+            )
         else:
             render.out.print(f"pong in {latency:.1f} ms ({client.era} era, {client.transport})")
         return Exit.OK
@@ -311,7 +361,7 @@ def run(argv: list[str]) -> int:
     """Parse ``argv`` and run; click's own usage errors exit 1, as ours do."""
     if "--" in argv:
         at = argv.index("--")
-        argv, Split.command = argv[:at], tuple(argv[at + 1:])
+        argv, Split.command = argv[:at], tuple(argv[at + 1 :])
     else:
         Split.command = ()
     # The library logs nothing unless asked; keep stray warnings off a script's stdout.
@@ -333,5 +383,3 @@ def run(argv: list[str]) -> int:
     except KeyboardInterrupt:
         return Exit.INTERRUPTED
     return int(result) if isinstance(result, int) else Exit.OK
-
-

@@ -26,8 +26,10 @@ def _same(answer: Answer | None, expected: HttpAnswer) -> bool:
     except json.JSONDecodeError:
         return False
     got = answer.rpc() or {}
-    return got.get("error", got.get("jsonRpcError")) == want.get(
-        "error", want.get("jsonRpcError")) and got.get("id") == want.get("id")
+    same_error: bool = got.get("error", got.get("jsonRpcError")) == want.get(
+        "error", want.get("jsonRpcError")
+    )
+    return same_error and got.get("id") == want.get("id")
 
 
 def _early_ok(dialect: Dialect, obs: Observations) -> bool:
@@ -39,8 +41,11 @@ def _early_ok(dialect: Dialect, obs: Observations) -> bool:
         return early.status == 200 and "result" in (early.rpc() or {})
     if dialect.early == "in-band":
         code, message = early.error_of()
-        return (early.status == 200 and code == dialect.early_code
-                and message == dialect.early_message.replace("{method}", "tools/list"))
+        return (
+            early.status == 200
+            and code == dialect.early_code
+            and message == dialect.early_message.replace("{method}", "tools/list")
+        )
     assert dialect.early_answer is not None
     if not _same(early, dialect.early_answer):
         return False
@@ -62,23 +67,38 @@ def _missing_ok(dialect: Dialect, obs: Observations) -> bool:
     if answer is None:
         return True
     if dialect.missing == "temporary":
-        code, message = answer.error_of()
+        code, _message = answer.error_of()
         return answer.status == 200 and code == dialect.early_code
     return _same(answer, dialect.missing_answer)
 
 
+def _mismatches(dialect: Dialect, obs: Observations, *, sse: bool) -> list[str]:
+    checks = {
+        "missing_session": _missing_ok(dialect, obs),
+        "bogus_session": _same(obs.answers.get("bogus_session"), dialect.gone),
+    }
+    if not sse:
+        checks["early"] = _early_ok(dialect, obs)
+        checks["unknown_method"] = _unknown_ok(dialect, obs)
+    return [name for name, ok in checks.items() if not ok]
+
+
 def match(obs: Observations, *, sse: bool) -> list[str]:
     """The names of every row whose answers are all the ones observed."""
-    rows: list[str] = []
-    for name, dialect in DIALECTS.items():
-        if (name == "python-sdk-sse") != sse:
-            continue
-        checks = [_missing_ok(dialect, obs), _same(obs.answers.get("bogus_session"), dialect.gone)]
-        if not sse:
-            checks += [_early_ok(dialect, obs), _unknown_ok(dialect, obs)]
-        if all(checks):
-            rows.append(name)
-    return rows
+    return [name for name, miss in nearest(obs, sse=sse).items() if not miss]
+
+
+def nearest(obs: Observations, *, sse: bool) -> dict[str, list[str]]:
+    """The rows that differ least from what was observed, each with the steps where it
+    differs (empty: an exact match). Rows that differ in more than one step are left out:
+    they say nothing useful about this server."""
+    scored = {
+        name: _mismatches(dialect, obs, sse=sse)
+        for name, dialect in DIALECTS.items()
+        if (name == "python-sdk-sse") == sse
+    }
+    best = min((len(miss) for miss in scored.values()), default=0)
+    return {name: miss for name, miss in scored.items() if len(miss) == best and best <= 1}
 
 
 def describe(obs: Observations) -> dict[str, Any]:

@@ -43,9 +43,17 @@ async def _check_tool(client: Client, name: str, allow: bool) -> None:
         )
 
 
-async def _load(target: Target, op: str, arguments: dict[str, Any], *, concurrency: int,
-                count: int | None, duration: float | None, allow: bool,
-                show: bool) -> dict[str, Any]:
+async def _load(
+    target: Target,
+    op: str,
+    arguments: dict[str, Any],
+    *,
+    concurrency: int,
+    count: int | None,
+    duration: float | None,
+    allow: bool,
+    show: bool,
+) -> dict[str, Any]:
     latencies: list[float] = []
     errors: Counter[str] = Counter()
     outcomes: Counter[str] = Counter()
@@ -95,31 +103,58 @@ async def _load(target: Target, op: str, arguments: dict[str, Any], *, concurren
                     tg.start_soon(worker)
         elapsed = time.perf_counter() - started
         stats = client.stats
-        recoveries = {"retries": stats.retries, "recoveries": stats.recoveries,
-                      "handshakes": stats.handshakes, "session_changes": stats.session_changes,
-                      "requests_sent": stats.requests}
+        recoveries = {
+            "retries": stats.retries,
+            "recoveries": stats.recoveries,
+            "handshakes": stats.handshakes,
+            "session_changes": stats.session_changes,
+            "requests_sent": stats.requests,
+        }
     ordered = sorted(latencies)
-    ms = {f"p{q}": None if (v := percentile(ordered, q)) is None else round(v * 1000, 3)
-          for q in (50, 90, 99)}
+    ms = {
+        f"p{q}": None if (v := percentile(ordered, q)) is None else round(v * 1000, 3)
+        for q in (50, 90, 99)
+    }
     ms["max"] = round(ordered[-1] * 1000, 3) if ordered else None
-    return {"operation": op, "requests": issued, "concurrency": concurrency,
-            "seconds": round(elapsed, 3), "ok": outcomes["ok"],
-            "failed": issued - outcomes["ok"], "latency_ms": ms, "errors": dict(errors),
-            "client": recoveries}
+    return {
+        "operation": op,
+        "requests": issued,
+        "concurrency": concurrency,
+        "seconds": round(elapsed, 3),
+        "ok": outcomes["ok"],
+        "failed": issued - outcomes["ok"],
+        "latency_ms": ms,
+        "errors": dict(errors),
+        "client": recoveries,
+    }
 
 
 @click.command()
 @click.argument("words", nargs=-1, metavar="[URL] [ping|tools/list|TOOL] [K=V]...")
 @click.option("-c", "--concurrency", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("-n", "--count", type=click.IntRange(min=1), help="Requests in all (default 100).")
-@click.option("-d", "--duration", type=click.FloatRange(min=0, min_open=True),
-              help="Seconds to keep going instead of --count.")
-@click.option("--allow-side-effects", is_flag=True,
-              help="Allow a tool that is not annotated read-only or idempotent.")
+@click.option(
+    "-d",
+    "--duration",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds to keep going instead of --count.",
+)
+@click.option(
+    "--allow-side-effects",
+    is_flag=True,
+    help="Allow a tool that is not annotated read-only or idempotent.",
+)
 @json_flag
 @target_options
-def load(words: tuple[str, ...], concurrency: int, count: int | None, duration: float | None,
-         allow_side_effects: bool, as_json: bool, **params: Any) -> int:
+def load(
+    words: tuple[str, ...],
+    concurrency: int,
+    count: int | None,
+    duration: float | None,
+    allow_side_effects: bool,
+    as_json: bool,
+    **params: Any,
+) -> int:
     """Send one read-only call many times, CONCURRENCY at once (default: tools/list)."""
     url, rest = split_url(words)
     op = rest[0] if rest else "tools/list"
@@ -131,9 +166,18 @@ def load(words: tuple[str, ...], concurrency: int, count: int | None, duration: 
     show = not as_json and sys.stderr.isatty()
     target = make_target(params, url)
     try:
-        report = anyio.run(lambda: _load(target, op, arguments, concurrency=concurrency,
-                                         count=count, duration=duration,
-                                         allow=allow_side_effects, show=show))
+        report = anyio.run(
+            lambda: _load(
+                target,
+                op,
+                arguments,
+                concurrency=concurrency,
+                count=count,
+                duration=duration,
+                allow=allow_side_effects,
+                show=show,
+            )
+        )
     except MCPError as exc:
         render.report_error(exc, as_json=as_json)
         return int(exit_code(exc))
@@ -141,11 +185,16 @@ def load(words: tuple[str, ...], concurrency: int, count: int | None, duration: 
         render.emit_json({"ok": report["failed"] == 0, **report})
     else:
         lat = report["latency_ms"]
-        render.out.print(f"{report['operation']}: {report['requests']} requests, "
-                         f"{report['concurrency']} at once, {report['seconds']} s; "
-                         f"{report['ok']} ok, {report['failed']} failed")
-        render.table("Latency (ms)", ["p50", "p90", "p99", "max"],
-                     [[lat["p50"], lat["p90"], lat["p99"], lat["max"]]])
+        render.out.print(
+            f"{report['operation']}: {report['requests']} requests, "
+            f"{report['concurrency']} at once, {report['seconds']} s; "
+            f"{report['ok']} ok, {report['failed']} failed"
+        )
+        render.table(
+            "Latency (ms)",
+            ["p50", "p90", "p99", "max"],
+            [[lat["p50"], lat["p90"], lat["p99"], lat["max"]]],
+        )
         render.table("Errors", ["class", "count"], sorted(report["errors"].items()))
         render.table("Client", list(report["client"]), [list(report["client"].values())])
     return Exit.OK if report["failed"] == 0 else Exit.LOAD_FAILURES

@@ -9,6 +9,7 @@ with its duration. Matching the observations to a row of the dialect table
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
@@ -62,8 +63,9 @@ class Answer:
             "step": self.step,
             "status": self.status,
             "content_type": self.content_type.split(";")[0],
-            "rpc_error": None if code is None and message is None else
-            {"code": code, "message": message},
+            "rpc_error": None
+            if code is None and message is None
+            else {"code": code, "message": message},
             "result": "result" in rpc,
             "body": self.body[:200] if not rpc else None,
             "new_session_id": self.session_header,
@@ -107,8 +109,9 @@ class RawHttp:
         self.headers = {"Accept": _ACCEPT, "Content-Type": "application/json", **headers}
         self.http = httpx.AsyncClient(timeout=timeout)
 
-    async def post(self, step: str, payload: bytes, session: str | None = None,
-                   version: str | None = None) -> Answer:
+    async def post(
+        self, step: str, payload: bytes, session: str | None = None, version: str | None = None
+    ) -> Answer:
         headers = dict(self.headers)
         if session is not None:
             headers["Mcp-Session-Id"] = session
@@ -119,7 +122,7 @@ class RawHttp:
             response = await self.http.post(self.url, content=payload, headers=headers)
         except httpx.HTTPError as exc:
             return Answer(step, None, seconds=time.perf_counter() - started, error=repr(exc))
-        answer = Answer(
+        return Answer(
             step,
             response.status_code,
             response.headers.get("content-type", ""),
@@ -128,55 +131,71 @@ class RawHttp:
             "mcp-session-id" in response.headers,
             session=response.headers.get("mcp-session-id"),
         )
-        return answer
 
     async def close_session(self, session: str | None) -> None:
         if session is None:
             return
-        try:
+        # Cleanup only: a server without DELETE times the session out itself.
+        with contextlib.suppress(httpx.HTTPError):
             await self.http.delete(self.url, headers={**self.headers, "Mcp-Session-Id": session})
-        except httpx.HTTPError:
-            pass  # cleanup only: a server without DELETE times the session out itself
 
     async def aclose(self) -> None:
         await self.http.aclose()
 
 
-async def probe_streamable(url: str, headers: dict[str, str], timeout: float,
-                           version: str = LEGACY_PROTOCOL_VERSIONS[0]) -> Observations:
+async def probe_streamable(
+    url: str, headers: dict[str, str], timeout: float, version: str = LEGACY_PROTOCOL_VERSIONS[0]
+) -> Observations:
     """Missing session, bogus session, early request, `initialized` ack, unknown method."""
     obs = Observations()
     raw = RawHttp(url, headers, timeout)
     try:
         seen = obs.answers
-        seen["missing_session"] = await raw.post("tools/list without a session id",
-                                                 _body("tools/list", 1), version=version)
+        seen["missing_session"] = await raw.post(
+            "tools/list without a session id", _body("tools/list", 1), version=version
+        )
         seen["bogus_session"] = await raw.post(
-            "ping with an unknown session id", _body("ping", 2),
-            session=f"resilient-mcp-probe-{uuid.uuid4().hex}", version=version)
+            "ping with an unknown session id",
+            _body("ping", 2),
+            session=f"resilient-mcp-probe-{uuid.uuid4().hex}",
+            version=version,
+        )
         # Session A: initialize, then tools/list before `initialized`.
-        first = await raw.post("initialize (session A)", _body("initialize", 3,
-                                                               _initialize(version)))
+        first = await raw.post(
+            "initialize (session A)", _body("initialize", 3, _initialize(version))
+        )
         seen["initialize"] = first
         session_a = first.session
-        seen["early"] = await raw.post("tools/list before initialized", _body("tools/list", 4),
-                                       session=session_a, version=version)
-        seen["after_early"] = await raw.post("ping after the early request", _body("ping", 5),
-                                             session=session_a, version=version)
+        seen["early"] = await raw.post(
+            "tools/list before initialized",
+            _body("tools/list", 4),
+            session=session_a,
+            version=version,
+        )
+        seen["after_early"] = await raw.post(
+            "ping after the early request", _body("ping", 5), session=session_a, version=version
+        )
         await raw.close_session(session_a)
         # Session B: the proper handshake, then at once a list request.
-        second = await raw.post("initialize (session B)", _body("initialize", 6,
-                                                                _initialize(version)))
+        second = await raw.post(
+            "initialize (session B)", _body("initialize", 6, _initialize(version))
+        )
         session_b = second.session
-        seen["initialized"] = await raw.post("notifications/initialized",
-                                             _body("notifications/initialized", None),
-                                             session=session_b, version=version)
+        seen["initialized"] = await raw.post(
+            "notifications/initialized",
+            _body("notifications/initialized", None),
+            session=session_b,
+            version=version,
+        )
         seen["right_after_initialized"] = await raw.post(
-            "tools/list right after initialized's 202", _body("tools/list", 7),
-            session=session_b, version=version)
-        seen["unknown_method"] = await raw.post("an unknown method",
-                                                _body(_UNKNOWN_METHOD, 8),
-                                                session=session_b, version=version)
+            "tools/list right after initialized's 202",
+            _body("tools/list", 7),
+            session=session_b,
+            version=version,
+        )
+        seen["unknown_method"] = await raw.post(
+            "an unknown method", _body(_UNKNOWN_METHOD, 8), session=session_b, version=version
+        )
         await raw.close_session(session_b)
         after = seen["right_after_initialized"]
         if seen["initialized"].status == 202 and seen["early"].rpc() is not None:
@@ -198,11 +217,13 @@ async def probe_sse(url: str, headers: dict[str, str], timeout: float) -> Observ
     base = url[: -len("/sse")] if url.endswith("/sse") else url.rstrip("/")
     raw = RawHttp(f"{base}/messages/", headers, timeout)
     try:
-        obs.answers["missing_session"] = await raw.post("POST /messages/ without session_id",
-                                                        _body("tools/list", 1))
+        obs.answers["missing_session"] = await raw.post(
+            "POST /messages/ without session_id", _body("tools/list", 1)
+        )
         raw.url = f"{base}/messages/?session_id={uuid.uuid4().hex}"
-        obs.answers["bogus_session"] = await raw.post("POST /messages/ with an unknown session",
-                                                      _body("ping", 2))
+        obs.answers["bogus_session"] = await raw.post(
+            "POST /messages/ with an unknown session", _body("ping", 2)
+        )
     finally:
         await raw.aclose()
     return obs

@@ -14,28 +14,57 @@ from ._exit import Exit
 
 
 @click.command("serve-fault")
-@click.option("--profile", default="python-sdk-2", show_default=True,
-              help="The real server's dialect to reproduce (see docs/testing.md).")
-@click.option("--era", type=click.Choice(["legacy", "modern", "dual"]), default="legacy",
-              show_default=True)
-@click.option("--transport", type=click.Choice(["streamable-http", "sse"]),
-              default="streamable-http", show_default=True,
-              help="sse: the legacy HTTP+SSE transport (the python-sdk-sse profile).")
-@click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True,
-              help="0: any free port.")
+@click.option(
+    "--profile",
+    default="python-sdk-2",
+    show_default=True,
+    help="The real server's dialect to reproduce (see docs/testing.md).",
+)
+@click.option(
+    "--era", type=click.Choice(["legacy", "modern", "dual"]), default="legacy", show_default=True
+)
+@click.option(
+    "--transport",
+    type=click.Choice(["streamable-http", "sse"]),
+    default="streamable-http",
+    show_default=True,
+    help="sse: the legacy HTTP+SSE transport (the python-sdk-sse profile).",
+)
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=0, show_default=True, help="0: any free port."
+)
 @click.option("--seed", type=int, help="Seed of the chaos (default: random).")
-@click.option("--fail-rate", type=click.FloatRange(0, 1), default=0.0,
-              help="Probability a POST is refused 503 + Retry-After.")
-@click.option("--drop-rate", type=click.FloatRange(0, 1), default=0.0,
-              help="Probability a tools/call response is cut.")
-@click.option("--expire-every", type=click.IntRange(min=1),
-              help="A session is gone after this many requests.")
+@click.option(
+    "--fail-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    help="Probability a POST is refused 503 + Retry-After.",
+)
+@click.option(
+    "--drop-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    help="Probability a tools/call response is cut.",
+)
+@click.option(
+    "--expire-every", type=click.IntRange(min=1), help="A session is gone after this many requests."
+)
 @click.option("--latency", type=float, default=0.0, help="Up to this many seconds per POST.")
-@click.option("--handshake-delay", type=float, default=0.0,
-              help="Seconds before `initialized` is processed.")
-def serve_fault(profile: str, era: str, transport: str, port: int, seed: int | None,
-                fail_rate: float, drop_rate: float, expire_every: int | None, latency: float,
-                handshake_delay: float) -> int:
+@click.option(
+    "--handshake-delay", type=float, default=0.0, help="Seconds before `initialized` is processed."
+)
+def serve_fault(
+    profile: str,
+    era: str,
+    transport: str,
+    port: int,
+    seed: int | None,
+    fail_rate: float,
+    drop_rate: float,
+    expire_every: int | None,
+    latency: float,
+    handshake_delay: float,
+) -> int:
     """Run the fault server on 127.0.0.1, print its URL, stop on Ctrl-C."""
     try:
         import uvicorn
@@ -51,10 +80,20 @@ def serve_fault(profile: str, era: str, transport: str, port: int, seed: int | N
     if profile not in PROFILES:
         raise click.BadParameter(f"expected one of {', '.join(PROFILES)}", param_hint="--profile")
     try:
-        chaos = Chaos(seed=seed, reject_rate=fail_rate, drop_rate=drop_rate,
-                      expire_after_requests=expire_every, latency=(0.0, latency))
-        server = StrictServer(profile=profile, era=era, chaos=chaos,  # type: ignore[arg-type]
-                              handshake_delay=handshake_delay)
+        chaos = Chaos(
+            seed=seed,
+            reject_rate=fail_rate,
+            drop_rate=drop_rate,
+            expire_after_requests=expire_every,
+            latency=(0.0, latency),
+        )
+        server = StrictServer(
+            # click.Choice and the PROFILES check above narrowed both strings.
+            profile=profile,  # type: ignore[arg-type]
+            era=era,  # type: ignore[arg-type]
+            chaos=chaos,
+            handshake_delay=handshake_delay,
+        )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -67,9 +106,15 @@ def serve_fault(profile: str, era: str, transport: str, port: int, seed: int | N
     bound = sock.getsockname()[1]
     hosting = host_of(server)
     hosting.claim()
-    config = uvicorn.Config(server.asgi_app(), log_config=None, log_level="warning",
-                            access_log=False, lifespan="on", ws="none",
-                            timeout_graceful_shutdown=2)
+    config = uvicorn.Config(
+        server.asgi_app(),
+        log_config=None,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        ws="none",
+        timeout_graceful_shutdown=2,
+    )
     runner = _Uvicorn(config, hosting.shutdown)
 
     async def main() -> None:

@@ -74,8 +74,10 @@ def _config_entry(path: str, name: str | None) -> Mapping[str, Any]:
         raise click.UsageError(f"--config {path} has no mcpServers")
     if name is None:
         if len(servers) != 1:
-            raise click.UsageError(f"--config names several servers; pick one with --server: "
-                                   f"{', '.join(sorted(servers))}")
+            raise click.UsageError(
+                f"--config names several servers; pick one with --server: "
+                f"{', '.join(sorted(servers))}"
+            )
         name = next(iter(servers))
     if name not in servers:
         raise click.UsageError(
@@ -107,8 +109,7 @@ def build_target(
     given = [bool(url), bool(command), bool(config)]
     if sum(given) != 1:
         raise click.UsageError(
-            "give exactly one target: a URL, a command after `--`, or --config FILE "
-            "[--server NAME]"
+            "give exactly one target: a URL, a command after `--`, or --config FILE [--server NAME]"
         )
     if server is not None and config is None:
         raise click.UsageError("--server needs --config")

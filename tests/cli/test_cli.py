@@ -52,12 +52,14 @@ def test_probe_modern_era_human_output() -> None:
     with serve(StrictServer(era="modern")) as running:
         code, out, _ = run(["probe", running.url])
     assert code == Exit.OK
-    assert "modern" in out and "2026-07-28" in out
+    assert "modern" in out
+    assert "2026-07-28" in out
 
 
 def test_tools_json_shape(url: str) -> None:
     code, data = run_json(["tools", url, "--json"])
-    assert code == Exit.OK and data["ok"] is True
+    assert code == Exit.OK
+    assert data["ok"] is True
     names = {t["name"] for t in data["tools"]}
     assert {"echo", "add", "fail"} <= names
     assert all("inputSchema" in t for t in data["tools"])
@@ -65,7 +67,9 @@ def test_tools_json_shape(url: str) -> None:
 
 def test_tools_table_and_schema(url: str) -> None:
     code, out, _ = run(["tools", url, "--schema"])
-    assert code == Exit.OK and "echo" in out and "properties" in out
+    assert code == Exit.OK
+    assert "echo" in out
+    assert "properties" in out
 
 
 def test_call_coerces_per_schema(url: str) -> None:
@@ -74,17 +78,20 @@ def test_call_coerces_per_schema(url: str) -> None:
     assert data["result"]["structuredContent"] == {"sum": 5.5}
     # A string property keeps text that looks like JSON as text.
     code, data = run_json(["call", url, "echo", "text=007", "-o", "json"])
-    assert code == Exit.OK and data["result"]["content"][0]["text"] == "007"
+    assert code == Exit.OK
+    assert data["result"]["content"][0]["text"] == "007"
 
 
 def test_call_with_json_args(url: str) -> None:
     code, out, _ = run(["call", url, "echo", "--json", '{"text": "hi there"}'])
-    assert code == Exit.OK and "hi there" in out
+    assert code == Exit.OK
+    assert "hi there" in out
 
 
 def test_exit_code_tool_error(url: str) -> None:
     code, data = run_json(["call", url, "fail", "-o", "json"])
-    assert code == Exit.TOOL_ERROR and data["ok"] is False
+    assert code == Exit.TOOL_ERROR
+    assert data["ok"] is False
 
 
 def test_exit_code_usage() -> None:
@@ -104,7 +111,8 @@ def test_exit_code_connect_error() -> None:
         ["ping", f"http://127.0.0.1:{_closed_port()}/mcp", "--json", "--timeout", "3"]
     )
     assert code in (Exit.CONNECT, Exit.TIMEOUT)
-    assert data["ok"] is False and data["error"]["exit_code"] == code
+    assert data["ok"] is False
+    assert data["error"]["exit_code"] == code
 
 
 def test_exit_code_server_error(url: str) -> None:
@@ -115,32 +123,38 @@ def test_exit_code_server_error(url: str) -> None:
 
 def test_resources_prompts_ping(url: str) -> None:
     code, data = run_json(["resources", url, "--json"])
-    assert code == Exit.OK and isinstance(data["resources"], list)
+    assert code == Exit.OK
+    assert isinstance(data["resources"], list)
     code, data = run_json(["prompts", url, "--json"])
-    assert code == Exit.OK and any(p["name"] == "greet" for p in data["prompts"])
+    assert code == Exit.OK
+    assert any(p["name"] == "greet" for p in data["prompts"])
     code, data = run_json(["prompt", url, "greet", "name=Ada", "--json"])
-    assert code == Exit.OK and data["result"]["messages"]
+    assert code == Exit.OK
+    assert data["result"]["messages"]
     code, data = run_json(["ping", url, "--json"])
-    assert code == Exit.OK and data["era"] == "legacy"
+    assert code == Exit.OK
+    assert data["era"] == "legacy"
 
 
 def test_config_file_target(url: str, tmp_path: Path) -> None:
     config = tmp_path / "mcp.json"
     config.write_text(json.dumps({"mcpServers": {"strict": {"url": url}, "other": {"url": url}}}))
-    code, data = run_json(["ping", "--config", str(config), "--server", "strict", "--json"])
+    code, _data = run_json(["ping", "--config", str(config), "--server", "strict", "--json"])
     assert code == Exit.OK
     assert run(["ping", "--config", str(config), "--server", "missing"])[0] == Exit.USAGE
 
 
 def test_load_refuses_a_side_effecting_tool(url: str) -> None:
     code, _, err = run(["load", url, "increment", "-n", "3"])
-    assert code == Exit.USAGE and "--allow-side-effects" in err
+    assert code == Exit.USAGE
+    assert "--allow-side-effects" in err
 
 
 def test_load_reports_percentiles(url: str) -> None:
     code, data = run_json(["load", url, "read_counter", "-n", "20", "-c", "4", "--json"])
     assert code == Exit.OK
-    assert data["requests"] == 20 and data["ok"] == 20
+    assert data["requests"] == 20
+    assert data["ok"] == 20
     lat = data["latency_ms"]
     assert lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
     assert set(data["client"]) >= {"retries", "recoveries"}
