@@ -89,7 +89,7 @@ def serve_fault(
         )
         server = StrictServer(
             # click.Choice and the PROFILES check above narrowed both strings.
-            profile=profile,  # type: ignore[arg-type]
+            profile=profile,
             era=era,  # type: ignore[arg-type]
             chaos=chaos,
             handshake_delay=handshake_delay,
