@@ -158,3 +158,11 @@ def test_load_reports_percentiles(url: str) -> None:
     lat = data["latency_ms"]
     assert lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
     assert set(data["client"]) >= {"retries", "recoveries"}
+
+
+def test_without_the_extra_it_prints_the_pip_command(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(__import__("sys").modules, "click", None)  # import click fails
+    assert main(["tools"]) != 0
+    assert "pip install 'resilient-mcp[cli]'" in capsys.readouterr().err
