@@ -16,8 +16,8 @@ import resilient_mcp
 from resilient_mcp import Client, MCPError
 
 from . import _render as render
-from ._app import json_flag, make_target, split_url, target_options
 from ._args import parse_pairs
+from ._common import json_flag, make_target, split_url, target_options
 from ._exit import Exit, error_class, exit_code
 from ._target import Target
 

@@ -12,7 +12,7 @@ import resilient_mcp
 from resilient_mcp import MCPError
 
 from . import _render as render
-from ._app import json_flag, make_target, target_options
+from ._common import json_flag, make_target, target_options
 from ._dialect import describe, match, nearest
 from ._exit import Exit, error_class, exit_code
 from ._probe import probe_sse, probe_streamable
