@@ -16,6 +16,7 @@ from ._common import json_flag, make_target, target_options
 from ._dialect import describe, match, nearest
 from ._exit import Exit, error_class, exit_code
 from ._probe import probe_sse, probe_streamable
+from ._probe_stdio import probe_stdio_early
 from ._target import Target
 
 
@@ -85,6 +86,10 @@ async def _probe(target: Target) -> dict[str, Any]:
             dialect["nearest"] = nearest(obs, sse=False)
             dialect["ack_first"] = obs.ack_first
         dialect["observed"] = describe(obs)
+    elif not target.is_http:
+        early = await probe_stdio_early(target.server, target.timeout)  # type: ignore[arg-type]
+        dialect["early"] = early
+        dialect["rows"] = [early["row"]] if early["row"] else []
     else:
         dialect["note"] = (
             "no sessions to misuse here: only the unknown-method answer above is observable"
@@ -149,6 +154,12 @@ def _print(report: dict[str, Any]) -> None:
                 if ack
                 else "not observed to come first"
             )
+        )
+    if "early" in dialect:
+        early = dialect["early"]
+        out.print(
+            f"  early tools/list {early['answer']} {early.get('code', '')} "
+            f"{early.get('message', '')}".rstrip()
         )
     rows = dialect["rows"]
     if rows:

@@ -16,6 +16,7 @@ from tests.peers.launcher import (
     Mcp126Peer,
     PeerUnavailable,
     everything_stdio_command,
+    mcp126_stdio_command,
 )
 
 pytestmark = pytest.mark.peer
@@ -39,7 +40,20 @@ def test_everything_over_stdio() -> None:
     assert report["era"] == "legacy"
     assert report["transport"] == "stdio"
     assert report["unknown_method"]["answered"] == "MethodNotFound"
-    assert report["dialect"]["rows"] == []  # no sessions to misuse over stdio
+    # The TypeScript SDK's Server has no gate over stdio: the early request is served.
+    assert report["dialect"]["early"]["answer"] == "served"
+    assert report["dialect"]["rows"] == ["no gate (TypeScript SDK Server, mcp-go)"]
+
+
+def test_mcp126_over_stdio_answers_the_early_request_with_its_32602() -> None:
+    try:
+        command = mcp126_stdio_command()
+    except PeerUnavailable as exc:
+        pytest.skip(str(exc))
+    report = probe(["--", *command])
+    assert report["era"] == "legacy" and report["transport"] == "stdio"
+    assert report["dialect"]["early"]["code"] == -32602
+    assert report["dialect"]["rows"] == ["python-sdk"]
 
 
 def test_everything_over_http() -> None:
