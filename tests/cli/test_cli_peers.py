@@ -51,7 +51,8 @@ def test_mcp126_over_stdio_answers_the_early_request_with_its_32602() -> None:
     except PeerUnavailable as exc:
         pytest.skip(str(exc))
     report = probe(["--", *command])
-    assert report["era"] == "legacy" and report["transport"] == "stdio"
+    assert report["era"] == "legacy"
+    assert report["transport"] == "stdio"
     assert report["dialect"]["early"]["code"] == -32602
     assert report["dialect"]["rows"] == ["python-sdk"]
 
