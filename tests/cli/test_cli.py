@@ -166,3 +166,21 @@ def test_without_the_extra_it_prints_the_pip_command(
     monkeypatch.setitem(__import__("sys").modules, "click", None)  # import click fails
     assert main(["tools"]) != 0
     assert "pip install 'resilient-mcp[cli]'" in capsys.readouterr().err
+
+
+def test_load_counts_recoveries_when_sessions_expire() -> None:
+    from resilient_mcp.testing import Chaos
+
+    server = StrictServer(chaos=Chaos(seed=1, expire_after_requests=5))
+    with serve(server) as running:
+        code, data = run_json(["load", running.url, "ping", "-n", "30", "-c", "3", "--json"])
+    assert code == Exit.OK, data
+    assert data["ok"] == 30
+    assert data["client"]["recoveries"] >= 1
+
+
+def test_load_for_a_duration(url: str) -> None:
+    code, data = run_json(["load", url, "-d", "0.3", "-c", "2", "--json"])
+    assert code == Exit.OK
+    assert data["requests"] >= 1
+    assert data["failed"] == 0
