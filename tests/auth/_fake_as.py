@@ -124,10 +124,10 @@ class FakeAS:
                 return httpx.Response(400, json={"error": "invalid_grant"})
             return httpx.Response(200, json=self._issue(scopes))
         if form["grant_type"] == "refresh_token":
-            scopes = self.refresh_tokens.get(form["refresh_token"])
-            if scopes is None:
+            held = self.refresh_tokens.get(form["refresh_token"])
+            if held is None:
                 return httpx.Response(400, json={"error": "invalid_grant"})
-            issued = self._issue(scopes)
+            issued = self._issue(held)
             if self.refresh_rotates:
                 del self.refresh_tokens[form["refresh_token"]]
             else:

@@ -249,7 +249,7 @@ async def test_file_storage_mode_0600_atomic_and_keyed(tmp_path: Path) -> None:
     assert (await again.get_token("http://c/mcp")) is None
     await again.set_token("http://a/mcp", None)
     assert (await again.get_token("http://a/mcp")) is None
-    assert os.listdir(tmp_path) == ["tokens.json"]  # no temp file left  # noqa: ASYNC240
+    assert os.listdir(tmp_path) == ["tokens.json"]  # no temp file left
 
 
 async def test_stored_refresh_token_serves_a_new_process() -> None:
