@@ -16,12 +16,13 @@ Pass one of these as ``HTTPServer(url, auth=...)``::
   (:class:`MemoryTokenStorage`, :class:`FileTokenStorage`, or your own).
 
 Each is an ``httpx.Auth``; ``.httpx2()`` gives the same object for the httpx2 stack.
-Failures are :class:`~resilient_mcp.AuthError` subclasses (see docs/auth.md).
+Failures are :class:`AuthError` subclasses (see docs/auth.md).
 """
 
 from __future__ import annotations
 
-from .._exceptions import (
+from ._credentials import ClientCredentials, PrivateKeyJWT
+from ._errors import (
     AuthDiscoveryError,
     AuthError,
     AuthorizationFailed,
@@ -32,7 +33,6 @@ from .._exceptions import (
     RegistrationError,
     ResourceMismatch,
 )
-from ._credentials import ClientCredentials, PrivateKeyJWT
 from ._flow import OAuth
 from ._metadata import AuthServerMetadata, ClientInfo, ProtectedResourceMetadata, Token
 from ._redirect import BrowserRedirect, HeadlessRedirect, RedirectHandler

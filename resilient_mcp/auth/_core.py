@@ -27,9 +27,10 @@ from typing import Any, Protocol
 import anyio
 import httpx
 
-from .._exceptions import AuthError, InsufficientScope, InvalidClient, InvalidGrant, UsageError
+from .._exceptions import UsageError
 from .._log import Logger, default_logger, redact_url
 from ._discovery import Discovery, canonical_resource, discover, parse_challenge
+from ._errors import AuthError, InsufficientScope, InvalidClient, InvalidGrant
 from ._metadata import Token
 from ._storage import MemoryTokenStorage, TokenStorage
 

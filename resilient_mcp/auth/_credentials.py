@@ -100,8 +100,8 @@ class ClientCredentials(_ClientCredentialsBase):
     Raises:
         UsageError: an unknown ``method``.
 
-    A request fails with :class:`~resilient_mcp.InvalidClient` when the credentials are
-    refused, :class:`~resilient_mcp.AuthDiscoveryError` when the authorization server
+    A request fails with :class:`InvalidClient` when the credentials are
+    refused, :class:`AuthDiscoveryError` when the authorization server
     cannot be found.
     """
 

@@ -24,8 +24,8 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import pydantic
 
-from .._exceptions import AuthDiscoveryError, ResourceMismatch
 from .._log import Logger, redact_url
+from ._errors import AuthDiscoveryError, ResourceMismatch
 from ._metadata import AuthServerMetadata, ProtectedResourceMetadata
 
 __all__ = [

@@ -15,10 +15,11 @@ from urllib.parse import urlencode
 
 import httpx
 
-from .._exceptions import AuthError, AuthorizationFailed, PKCEUnsupported, UsageError
+from .._exceptions import UsageError
 from .._log import Logger, redact_url
 from ._core import Authorizer, union_scopes
 from ._discovery import Discovery
+from ._errors import AuthError, AuthorizationFailed, PKCEUnsupported
 from ._identity import ClientConfig, resolve_client
 from ._metadata import ClientInfo, Token
 from ._pkce import PKCE, new_state

@@ -3,7 +3,7 @@
 Pre-registered credentials (``client_id=``) first; then a registration stored earlier
 for this issuer; then a Client ID Metadata Document (an https URL as ``client_id``) when
 the server supports them; then Dynamic Client Registration (RFC 7591); otherwise a
-:class:`~resilient_mcp.auth.RegistrationError` saying which options remain.
+:class:`RegistrationError` saying which options remain.
 
 The token endpoint auth method follows the registration response (what the server
 assigned), then the caller's choice, then the server's list.
@@ -18,9 +18,10 @@ from urllib.parse import urlsplit
 import httpx
 import pydantic
 
-from .._exceptions import RegistrationError, UsageError
+from .._exceptions import UsageError
 from .._log import Logger, redact_url
 from ._discovery import Discovery
+from ._errors import RegistrationError
 from ._metadata import AuthServerMetadata, ClientInfo
 from ._storage import TokenStorage
 from ._token import KNOWN_AUTH_METHODS

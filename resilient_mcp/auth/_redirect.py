@@ -17,8 +17,9 @@ import anyio
 import anyio.abc
 import httpx
 
-from .._exceptions import AuthorizationFailed, UsageError
+from .._exceptions import UsageError
 from .._log import redact_url
+from ._errors import AuthorizationFailed
 
 __all__ = ["BrowserRedirect", "HeadlessRedirect", "RedirectHandler"]
 

@@ -16,8 +16,8 @@ from urllib.parse import quote
 import httpx
 import pydantic
 
-from .._exceptions import AuthError, InvalidClient, InvalidGrant, RegistrationError
 from .._log import Logger, redact_url
+from ._errors import AuthError, InvalidClient, InvalidGrant, RegistrationError
 from ._metadata import ClientInfo, Token
 
 __all__ = ["KNOWN_AUTH_METHODS", "Assertion", "client_auth", "request_token"]
