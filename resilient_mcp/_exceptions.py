@@ -19,6 +19,7 @@ by what the caller can do about it::
     │   ├── MalformedMessage          bad JSON, bad JSON-RPC, garbage SSE, wrong content type
     │   └── MessageTooLarge           over the configured size limit
     ├── HTTPStatusError               an HTTP status no other class explains (401, 405, 500, ...)
+    ├── AuthError                     OAuth failed (resilient_mcp.auth: its subclasses there)
     ├── ServerError                   a JSON-RPC error answer; .code .message .data
     │   ├── InvalidParams             -32602: bad arguments, unknown tool, bad cursor
     │   ├── MethodNotFound            -32601: the server does not serve this method
