@@ -21,8 +21,10 @@ import sys
 from typing import Any
 
 import anyio
+import httpx
 
 import resilient_mcp
+from resilient_mcp import auth
 from resilient_mcp.types import ElicitRequestParams, ElicitResult, Tool
 
 # The URL of this client's Client ID Metadata Document: where an application publishes
@@ -66,7 +68,29 @@ def _example(prop: dict[str, Any]) -> Any:
 
 def server_spec(url: str, context: dict[str, Any]) -> resilient_mcp.HTTPServer:
     """The server as a user would configure it, with the credentials they were given."""
-    return resilient_mcp.HTTPServer(url)
+    return resilient_mcp.HTTPServer(url, auth=authorization(context))
+
+
+def authorization(context: dict[str, Any]) -> httpx.Auth:
+    """OAuth as an application sets it up: a signing key it was issued means
+    ``private_key_jwt`` client credentials; otherwise the authorization-code flow, as a
+    pre-registered client if it was given an id (and maybe a secret), else by its
+    metadata document or dynamic registration, whichever the server supports. The
+    browser step is headless (the redirect is followed without a browser)."""
+    client_id = context.get("client_id")
+    if context.get("private_key_pem"):
+        return auth.PrivateKeyJWT(
+            client_id,
+            context["private_key_pem"],
+            algorithm=context.get("signing_algorithm", "ES256"),
+        )
+    return auth.OAuth(
+        client_name="resilient-mcp conformance client",
+        client_id=client_id,
+        client_secret=context.get("client_secret"),
+        client_metadata_url=CLIENT_METADATA_URL,
+        redirect=auth.HeadlessRedirect(),
+    )
 
 
 async def run(url: str, context: dict[str, Any]) -> None:
