@@ -19,6 +19,15 @@ by what the caller can do about it::
     │   ├── MalformedMessage          bad JSON, bad JSON-RPC, garbage SSE, wrong content type
     │   └── MessageTooLarge           over the configured size limit
     ├── HTTPStatusError               an HTTP status no other class explains (401, 405, 500, ...)
+    ├── AuthError                     OAuth failed (resilient_mcp.auth); .error: the OAuth code
+    │   ├── AuthDiscoveryError        no usable resource / authorization server metadata
+    │   ├── ResourceMismatch          the metadata names another resource: not authorized
+    │   ├── PKCEUnsupported           the authorization server does not offer PKCE S256
+    │   ├── RegistrationError         no client identity: registration refused or unusable
+    │   ├── AuthorizationFailed       the interactive step failed (denied, state mismatch)
+    │   ├── InvalidClient             the token endpoint rejected our client credentials
+    │   ├── InvalidGrant              the code or refresh token was rejected
+    │   └── InsufficientScope         the server still wants more scope after step-up
     ├── ServerError                   a JSON-RPC error answer; .code .message .data
     │   ├── InvalidParams             -32602: bad arguments, unknown tool, bad cursor
     │   ├── MethodNotFound            -32601: the server does not serve this method
@@ -52,6 +61,9 @@ if TYPE_CHECKING:
     from .types import CallToolResult
 
 __all__ = [
+    "AuthDiscoveryError",
+    "AuthError",
+    "AuthorizationFailed",
     "ClientClosed",
     "ConnectError",
     "ConnectionLost",
@@ -60,16 +72,22 @@ __all__ = [
     "HTTPStatusError",
     "HandshakeError",
     "InputRequiredError",
+    "InsufficientScope",
+    "InvalidClient",
+    "InvalidGrant",
     "InvalidParams",
     "MCPError",
     "MalformedMessage",
     "MessageTooLarge",
     "MethodNotFound",
     "NotInitialized",
+    "PKCEUnsupported",
     "ProtocolError",
     "QueueFull",
+    "RegistrationError",
     "RequestCancelled",
     "RequestTimeout",
+    "ResourceMismatch",
     "ResourceNotFound",
     "ServerError",
     "ServerUnavailable",
@@ -297,6 +315,87 @@ class HTTPStatusError(MCPError):
         super().__init__(message, **context)
         self.status_code = status_code
         self.body = body
+
+
+# --- authorization (resilient_mcp.auth) ----------------------------------------------------
+
+
+class AuthError(MCPError):
+    """OAuth authorization of a protected server failed; the request was not executed.
+
+    Raised by :mod:`resilient_mcp.auth` objects from inside the request that needed a
+    token. It is never retried by the client (a new attempt would fail the same way) and
+    never starts a new handshake. Messages name the server and what to do; they never
+    contain a token, code, verifier or secret.
+
+    Attributes:
+        error: the OAuth error code the authorization server answered (``invalid_grant``,
+            ``access_denied``, ...), if it answered one.
+    """
+
+    default_execution = Execution.NOT_EXECUTED
+
+    def __init__(self, message: str, *, error: str | None = None, **context: Any) -> None:
+        super().__init__(message, **context)
+        self.error = error
+
+
+class AuthDiscoveryError(AuthError):
+    """No usable protected-resource or authorization-server metadata could be found
+    (every well-known URL failed, a 5xx, an issuer that does not match).
+
+    Attributes:
+        status_code: the HTTP status of the failing metadata request, if one answered.
+    """
+
+    def __init__(self, message: str, *, status_code: int | None = None, **context: Any) -> None:
+        super().__init__(message, **context)
+        self.status_code = status_code
+
+
+class ResourceMismatch(AuthError):
+    """The protected resource metadata names a resource this URL does not belong to;
+    nothing was sent to the authorization server (a token for it could be misused)."""
+
+
+class PKCEUnsupported(AuthError):
+    """The authorization server does not list ``S256`` in
+    ``code_challenge_methods_supported``; the spec forbids authorizing without it."""
+
+
+class RegistrationError(AuthError):
+    """The client has no identity at the authorization server: dynamic registration was
+    refused, not offered, or returned something unusable (an unknown
+    ``token_endpoint_auth_method``). Pre-register a client (``client_id=``) or publish a
+    client metadata document (``client_metadata_url=``)."""
+
+
+class AuthorizationFailed(AuthError):
+    """The interactive step did not yield a usable code: the user or the server denied
+    it, the callback's ``state`` did not match, or the redirect hook failed."""
+
+
+class InvalidClient(AuthError):
+    """The token endpoint rejected the client's credentials (``invalid_client``,
+    ``unauthorized_client``): check the client id, secret or key."""
+
+
+class InvalidGrant(AuthError):
+    """The authorization code or refresh token was rejected (``invalid_grant``); a new
+    authorization is needed (it is started automatically when a redirect hook can run)."""
+
+
+class InsufficientScope(AuthError):
+    """The server kept answering 403 ``insufficient_scope`` after step-up authorization
+    (bounded to 2 per request and 3 in all), or asked for no scope not already asked for.
+
+    Attributes:
+        scopes: the scopes requested in the last authorization.
+    """
+
+    def __init__(self, message: str, *, scopes: tuple[str, ...] = (), **context: Any) -> None:
+        super().__init__(message, **context)
+        self.scopes = scopes
 
 
 # --- errors the server reported ------------------------------------------------------------
