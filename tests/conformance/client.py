@@ -80,7 +80,7 @@ def authorization(context: dict[str, Any]) -> httpx.Auth:
     client_id = context.get("client_id")
     if context.get("private_key_pem"):
         return auth.PrivateKeyJWT(
-            client_id,
+            context["client_id"],
             context["private_key_pem"],
             algorithm=context.get("signing_algorithm", "ES256"),
         )
