@@ -259,6 +259,18 @@ def classify_http(
             **kw,
         )
 
+    if status in (401, 403):
+        # Authorization, never the session: whatever the body says ("not initialized",
+        # a -32000 envelope), a new handshake would not help and must not be tried.
+        return HTTPStatusError(
+            f"HTTP {status}: the server refused the credentials"
+            + (" (pass an auth object, e.g. resilient_mcp.auth.OAuth)" if status == 401 else ""),
+            status_code=status,
+            body=_excerpt(body),
+            execution=Execution.NOT_EXECUTED,
+            **kw,
+        )
+
     if error is not None:
         classified = classify_rpc_error(error, ctx)
         rejected = isinstance(classified, ServerError) and not isinstance(

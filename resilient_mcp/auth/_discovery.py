@@ -205,7 +205,7 @@ async def _find_prm(
 
 
 async def _find_as_metadata(
-    client: httpx.AsyncClient, issuer: str, log: Logger
+    client: httpx.AsyncClient, issuer: str, log: Logger, *, check_issuer: bool = True
 ) -> AuthServerMetadata | None:
     for url in as_metadata_urls(issuer):
         status, doc = await _get_json(client, url, log)
@@ -224,7 +224,7 @@ async def _find_as_metadata(
                 f"authorization server metadata at {redact_url(url)} is invalid "
                 f"({exc.error_count()} errors): the server is misconfigured"
             ) from None
-        if not issuers_match(issuer, metadata.issuer):
+        if check_issuer and not issuers_match(issuer, metadata.issuer):
             raise AuthDiscoveryError(
                 f"authorization server metadata at {redact_url(url)} names issuer "
                 f"{redact_url(metadata.issuer)!r}, not {redact_url(issuer)!r}: refusing it "
@@ -282,7 +282,9 @@ async def discover(
     else:
         # 2025-03-26: the MCP server's origin is the authorization server.
         issuer = _origin(server_url)
-        metadata = await _find_as_metadata(client, issuer, log)
+        # No PRM named an issuer to hold the metadata to (2025-03-26 servers often serve
+        # an AS under a path from the origin's well-known URL).
+        metadata = await _find_as_metadata(client, issuer, log, check_issuer=False)
         resource = (
             canonical_resource(server_url)
             if protocol_version is not None and protocol_version >= "2025-06-18"

@@ -1,0 +1,115 @@
+"""connect() + call_tool through OAuth against our fault server behind a bearer check.
+
+The MCP server is the real `resilient_mcp.testing.StrictServer` (a real socket on
+127.0.0.1), wrapped in an ASGI middleware that answers 401 to any request without a
+token the fake authorization server (in-process, tests/auth/_fake_as.py) issued.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from resilient_mcp import HTTPServer, connect
+from resilient_mcp.auth import AuthorizationFailed, HeadlessRedirect, OAuth
+from resilient_mcp.testing import Chaos, StrictServer, serve
+
+from ._fake_as import BASE, FakeAS
+
+pytestmark = pytest.mark.anyio
+
+
+class Protected(StrictServer):
+    """A StrictServer that wants a bearer token the fake AS issued."""
+
+    def __init__(self, fake: FakeAS, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.fake = fake
+        self.unauthorized = 0
+
+    def asgi_app(self) -> Any:
+        app = super().asgi_app()
+        fake = self.fake
+
+        async def protected(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http":
+                headers = dict(scope["headers"])
+                token = headers.get(b"authorization", b"").decode()[len("Bearer ") :]
+                if token not in fake.valid:
+                    self.unauthorized += 1
+                    metadata = f"{BASE}/.well-known/oauth-protected-resource/mcp"
+                    challenge = f'Bearer resource_metadata="{metadata}"'
+                    await send(
+                        {
+                            "type": "http.response.start",
+                            "status": 401,
+                            "headers": [
+                                (b"www-authenticate", challenge.encode()),
+                                (b"content-type", b"application/json"),
+                            ],
+                        }
+                    )
+                    # A body that would read as "not initialized" if it were classified
+                    # as a session failure.
+                    await send(
+                        {
+                            "type": "http.response.body",
+                            "body": b'{"jsonrpc":"2.0","id":null,"error":{"code":-32000,'
+                            b'"message":"Bad Request: Server not initialized"}}',
+                        }
+                    )
+                    return
+            await app(scope, receive, send)
+
+        return protected
+
+
+def oauth(fake: FakeAS) -> OAuth:
+    http = fake.client()
+    return OAuth(http_client=http, redirect=HeadlessRedirect(http))
+
+
+async def test_revoked_token_never_rehandshakes_nor_repeats_a_call() -> None:
+    fake = FakeAS()
+    server = Protected(fake)
+    async with serve(server) as running:
+        fake.prm_resource = running.url
+        auth = oauth(fake)
+        async with connect(HTTPServer(running.url, auth=auth)) as client:
+            await client.call_tool("increment", {"key": "a"})
+            fake.revoke_all()
+            await client.call_tool("increment", {"key": "b"})
+            assert fake.counts["grant:refresh_token"] == 1
+            # Revoked, refresh refused and the new authorization fails: a typed error,
+            # the call not executed, no new handshake.
+            fake.revoke_all()
+            fake.refresh_tokens.clear()
+            fake.tamper_state = True
+            with pytest.raises(AuthorizationFailed):
+                await client.call_tool("increment", {"key": "c"})
+        stats = running.stats
+        assert stats.initialize_requests == 1
+        assert stats.executions == {"a": 1, "b": 1}
+        assert server.unauthorized >= 3
+
+
+async def test_token_expiring_mid_chaos_run_fails_no_call_and_repeats_none() -> None:
+    fake = FakeAS()
+    server = Protected(
+        fake, chaos=Chaos(seed=7, reject_rate=0.15, reject_status=503, retry_after=0)
+    )
+    async with serve(server) as running:
+        fake.prm_resource = running.url
+        auth = oauth(fake)
+        async with connect(HTTPServer(running.url, auth=auth)) as client:
+            for n in range(30):
+                if n in (10, 20):
+                    fake.revoke_all()  # the token expires under the run
+                await client.call_tool("increment", {"key": f"k{n}"})
+        stats = running.stats
+        assert dict(stats.executions) == {f"k{n}": 1 for n in range(30)}
+        assert stats.initialize_requests == 1
+        assert auth.authorizations == 1
+        assert fake.counts["grant:refresh_token"] == 2
+        assert stats.faults  # chaos did strike
