@@ -19,7 +19,7 @@ NODE_STAMP := node_modules/.installed
 FRAMEWORKS := $(sort $(patsubst tests/integrations/%/constraints.txt,%,$(wildcard tests/integrations/*/constraints.txt)))
 FW_STAMPS  := $(foreach f,$(FRAMEWORKS),.venv-$(f)/.installed)
 
-.PHONY: demo test lint typecheck pytest peers integrations bench bench-stdio clean
+.PHONY: demo test lint typecheck pytest peers integrations conformance bench bench-stdio clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -74,11 +74,18 @@ typecheck: $(STAMP)
 pytest: $(STAMP) peers
 	$(VENV)/bin/pytest
 
-# The main suite and the frameworks' (installs, then tests) run side by side: the
-# installs are network-bound and the main suite leaves the second core mostly idle.
-# Output is kept per target so the two logs do not interleave.
+# The official MCP conformance suite against our client (tests/conformance/run.py):
+# every client scenario we claim, each run on its own, no expected failures. The suite
+# and the Node 22 it needs come with npm ci (package.json).
+conformance: $(STAMP) $(NODE_STAMP)
+	$(PY) tests/conformance/run.py
+
+# The main suite, the frameworks' (installs, then tests) and the conformance suite run
+# side by side: the installs are network-bound, the main suite leaves the second core
+# mostly idle, and conformance is short. Output is kept per target so the logs do not
+# interleave.
 test: lint typecheck
-	$(MAKE) --no-print-directory -j2 --output-sync=target pytest integrations
+	$(MAKE) --no-print-directory -j3 --output-sync=target pytest integrations conformance
 
 # `make bench BASELINE=<rev>` also measures resilient_mcp as it was at <rev>, side by side.
 BASELINE ?=

@@ -3,10 +3,16 @@
 The same handlers answer the legacy era's server→client requests (``sampling/createMessage``,
 ``elicitation/create``, ``roots/list``, ``ping``) and the modern era's ``input_required``
 rounds: both go through :func:`serve`.
+
+A form the user accepted without filling in every field gets the requested schema's
+defaults for the fields left out (SEP-1034, MCP 2025-11-25), and the client says so in
+its capabilities (``elicitation.form.applyDefaults``, as the TypeScript SDK names it):
+a server may then offer defaults and count on getting them back.
 """
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -32,6 +38,7 @@ __all__ = [
     "RPCFailure",
     "serve",
     "settle",
+    "with_defaults",
 ]
 
 T = TypeVar("T")
@@ -58,7 +65,9 @@ class Handlers:
 
     Attributes:
         sampling: answers ``sampling/createMessage`` (advertises ``sampling``).
-        elicitation: answers ``elicitation/create`` (advertises ``elicitation``).
+        elicitation: answers ``elicitation/create`` (advertises ``elicitation``). An
+            ``accept`` that leaves out fields of a form gets their defaults from the
+            requested schema; what the user gave always wins.
         roots: returns the roots for ``roots/list`` (advertises ``roots``).
         log: receives ``notifications/message``.
         notification: receives every server notification as (method, params), after the
@@ -84,7 +93,7 @@ class Handlers:
         """The client capabilities these handlers let us advertise (and no others)."""
         return ClientCapabilities(
             sampling={} if self.sampling else None,
-            elicitation={"form": {}} if self.elicitation else None,
+            elicitation={"form": {"applyDefaults": True}} if self.elicitation else None,
             roots={"listChanged": False} if self.roots else None,
         )
 
@@ -115,9 +124,35 @@ async def serve(handlers: Handlers, method: str, params: Mapping[str, Any]) -> d
         sampled = await settle(handlers.sampling(CreateMessageRequestParams.model_validate(params)))
         return sampled.model_dump(exclude_none=True)
     if method == "elicitation/create" and handlers.elicitation is not None:
-        answer = await settle(handlers.elicitation(ElicitRequestParams.model_validate(params)))
-        return answer.model_dump(exclude_none=True)
+        request = ElicitRequestParams.model_validate(params)
+        answer = await settle(handlers.elicitation(request))
+        return with_defaults(request, answer).model_dump(exclude_none=True)
     raise RPCFailure(METHOD_NOT_FOUND, f"Method not found: {method}")
+
+
+def with_defaults(request: ElicitRequestParams, answer: ElicitResult) -> ElicitResult:
+    """``answer`` with the requested form's defaults for the fields the user left out.
+
+    Only an accepted form is completed: a declined or cancelled one says nothing, and a
+    URL-mode elicitation has no form. A field the user gave (even as ``null``) is kept.
+    Form schemas are flat (MCP 2025-11-25: primitive properties, enums and multi-select
+    arrays), so the defaults are those of the top-level properties.
+    """
+    schema = request.requestedSchema
+    if answer.action != "accept" or request.mode not in (None, "form") or not schema:
+        return answer
+    properties = schema.get("properties")
+    if not isinstance(properties, Mapping):
+        return answer
+    content = dict(answer.content or {})
+    missing = {
+        name: copy.deepcopy(prop["default"])
+        for name, prop in properties.items()
+        if isinstance(prop, Mapping) and "default" in prop and name not in content
+    }
+    if not missing:
+        return answer
+    return answer.model_copy(update={"content": {**content, **missing}})
 
 
 async def settle(value: MaybeAwaitable[T]) -> T:

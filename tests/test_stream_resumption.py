@@ -1,12 +1,22 @@
-"""A dropped response stream is resumed with Last-Event-ID; without ids its fate is unknown."""
+"""A dropped or closed response stream is resumed with Last-Event-ID after the server's
+`retry:`; without ids its fate is unknown."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
+import httpx
 import pytest
 
 import resilient_mcp
 from resilient_mcp._http_stack import HTTPStackName
+from resilient_mcp._transports import streamable
 from resilient_mcp.testing import Chaos, StrictServer, serve
+
+from .fake import FakeServer, result, sse_response
+
+URL = "http://127.0.0.1:1/mcp"
 
 pytestmark = pytest.mark.anyio
 
@@ -64,3 +74,44 @@ class TestDroppedStreams:
                     await client.call_tool("read_counter")
                 assert client.stats.retries == 2
                 assert running.stats.tool_calls["read_counter"] == 3
+
+
+class TestGracefulClose:
+    """SEP-1699: a server may end a POST's SSE stream before the answer, gracefully
+    (polling). The client waits the stream's ``retry:`` and resumes it with GET +
+    ``Last-Event-ID``; the answer comes on the resumed stream and the call runs once."""
+
+    async def test_closed_stream_is_resumed_after_the_servers_retry(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        waits: list[float] = []
+
+        async def record(delay: float) -> None:
+            waits.append(delay)  # what the client waits; no test waits on a clock
+
+        monkeypatch.setattr(streamable, "backoff_sleep", record)
+        server = FakeServer()
+        calls: list[dict[str, Any]] = []
+
+        def call(message: dict[str, Any]) -> httpx.Response:
+            calls.append(message)
+            return sse_response("id: primed-1\nretry: 500\ndata: ")  # then the stream ends
+
+        def resumed(request: httpx.Request) -> httpx.Response:
+            assert request.headers["last-event-id"] == "primed-1"
+            answer = result(calls[-1], {"content": [{"type": "text", "text": "done"}]})
+            return sse_response(f"id: primed-2\ndata: {json.dumps(answer)}")
+
+        server.routes["tools/call"] = call
+        server.get_stream = resumed
+        async with (
+            server.client() as http,
+            resilient_mcp.connect(resilient_mcp.HTTPServer(URL, http_client=http)) as client,
+        ):
+            called = await client.call_tool("slow", {})
+            assert called.text == "done"
+            assert client.stats.retries == 0
+        assert len(calls) == 1, "resumed, not re-sent"
+        assert waits == [0.5], "the server's retry: 500 (milliseconds), nothing else"
+        gets = [r for r in server.requests if r.method == "GET"]
+        assert [r.headers.get("last-event-id") for r in gets] == ["primed-1"]
