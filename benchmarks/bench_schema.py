@@ -201,7 +201,7 @@ def build_contenders(old_rev: str) -> dict[str, Callable[[Any], Validate] | None
 
         out["jsonschema"] = jsonschema_compile
     try:
-        import fastjsonschema
+        import fastjsonschema  # type: ignore[import-not-found, unused-ignore]  # optional
     except ImportError:
         out["fastjsonschema (d7)"] = None
     else:

@@ -163,7 +163,9 @@ async def test_modern_capabilities_follow_the_handlers() -> None:
     ):
         pass
     meta = server.received[0]["params"]["_meta"]
-    assert meta["io.modelcontextprotocol/clientCapabilities"] == {"elicitation": {"form": {}}}
+    assert meta["io.modelcontextprotocol/clientCapabilities"] == {
+        "elicitation": {"form": {"applyDefaults": True}}
+    }
 
 
 async def test_unsupported_version_answer_picks_a_mutual_version(

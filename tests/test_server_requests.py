@@ -292,10 +292,14 @@ class TestAgainstFakeServer:
             (Handlers(), {}),
             (Handlers(sampling=sampler), {"sampling": {}}),
             (Handlers(roots=roots), {"roots": {"listChanged": False}}),
-            (Handlers(elicitation=elicitor), {"elicitation": {"form": {}}}),
+            (Handlers(elicitation=elicitor), {"elicitation": {"form": {"applyDefaults": True}}}),
             (
                 ALL_HANDLERS,
-                {"sampling": {}, "roots": {"listChanged": False}, "elicitation": {"form": {}}},
+                {
+                    "sampling": {},
+                    "roots": {"listChanged": False},
+                    "elicitation": {"form": {"applyDefaults": True}},
+                },
             ),
         ],
         ids=["none", "sampling", "roots", "elicitation", "all"],
