@@ -80,12 +80,27 @@ pytest: $(STAMP) peers
 conformance: $(STAMP) $(NODE_STAMP)
 	$(PY) tests/conformance/run.py
 
+# The documentation site, in its own environment (docs/requirements.txt): `make docs`
+# serves it on 127.0.0.1:8000; `make site` builds it with --strict (broken links, pages
+# or docstrings fail), as `make test` does.
+DOCS_STAMP := .venv-docs/.installed
+$(DOCS_STAMP): docs/requirements.txt
+	test -x .venv-docs/bin/python || $(PYTHON) -m venv .venv-docs
+	.venv-docs/bin/python -m pip install --quiet --disable-pip-version-check -r docs/requirements.txt
+	touch $@
+
+site: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 .venv-docs/bin/mkdocs build --strict --quiet -d build/site
+
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 .venv-docs/bin/mkdocs serve -a 127.0.0.1:8000
+
 # The main suite, the frameworks' (installs, then tests) and the conformance suite run
 # side by side: the installs are network-bound, the main suite leaves the second core
 # mostly idle, and conformance is short. Output is kept per target so the logs do not
 # interleave.
 test: lint typecheck
-	$(MAKE) --no-print-directory -j3 --output-sync=target pytest integrations conformance
+	$(MAKE) --no-print-directory -j3 --output-sync=target pytest integrations conformance site
 
 # `make bench BASELINE=<rev>` also measures resilient_mcp as it was at <rev>, side by side.
 BASELINE ?=
@@ -97,4 +112,4 @@ bench-stdio: $(STAMP) peers
 	$(PY) benchmarks/bench_stdio.py
 
 clean:
-	rm -rf $(VENV) $(VENV126) $(foreach f,$(FRAMEWORKS),.venv-$(f)) node_modules .mypy_cache .ruff_cache build dist
+	rm -rf $(VENV) $(VENV126) .venv-docs $(foreach f,$(FRAMEWORKS),.venv-$(f)) node_modules .mypy_cache .ruff_cache build dist
