@@ -19,8 +19,11 @@ import anyio
 from resilient_mcp import StdioServer
 from resilient_mcp._versions import LEGACY_PROTOCOL_VERSIONS
 
-# How long to wait for the early answer: a server that holds it (Java) never answers.
-_WAIT = 5.0
+# How long to wait for the early answer once ``initialize`` (sent after it) is answered:
+# servers answer in order, so a server that holds it (Java) is known by then. The wait
+# before that is the server's start-up, bounded only by the caller's timeout: a stopwatch
+# from spawn fails on a slow machine (a Python server may take seconds to import).
+_AFTER_INITIALIZE = 1.0
 
 
 def _line(message: dict[str, Any]) -> bytes:
@@ -50,7 +53,7 @@ async def probe_stdio_early(server: StdioServer, timeout: float) -> dict[str, An
         await process.stdin.send(_line({"id": 2, "method": "tools/list"}))
         await process.stdin.send(_line({"id": 1, "method": "initialize", "params": init}))
         buffer = b""
-        with anyio.move_on_after(min(timeout, _WAIT)):
+        with anyio.move_on_after(timeout) as scope:
             while True:
                 try:
                     chunk = await process.stdout.receive()
@@ -59,7 +62,10 @@ async def probe_stdio_early(server: StdioServer, timeout: float) -> dict[str, An
                     break
                 buffer += chunk
                 *lines, buffer = buffer.split(b"\n")
-                answer = next((m for m in map(_parse, lines) if m and m.get("id") == 2), None)
+                messages = [m for m in map(_parse, lines) if m]
+                if any(m.get("id") == 1 for m in messages):
+                    scope.deadline = min(scope.deadline, anyio.current_time() + _AFTER_INITIALIZE)
+                answer = next((m for m in messages if m.get("id") == 2), None)
                 if answer is not None:
                     error = answer.get("error")
                     result = (
