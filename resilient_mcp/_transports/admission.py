@@ -159,7 +159,7 @@ class Admission:
         self._held += 1
         ticket = Ticket(
             anyio.current_time() + self._long_after,
-            admitted=self._clock(),
+            admitted=self._clock() if self._limiter.adaptive else 0.0,
             epoch=self._limiter.epoch,
             in_flight=self._held,
         )
@@ -192,13 +192,14 @@ class Admission:
         event loop is, which rose long before its throughput did (measured with 20 ms
         of server latency and 32 callers: the limit fell to its floor).
         """
-        if ticket.holds_slot and not ticket.lane:
+        # A fixed limit (the default) learns nothing: no clock read, no resize, per request.
+        if ticket.holds_slot and not ticket.lane and self._limiter.adaptive:
             self._limiter.sample(self._clock() - ticket.admitted, ticket.in_flight)
             self._resize()
 
     def refused(self, ticket: Ticket) -> None:
         """The server refused ``ticket``'s exchange (429, 503, or the connection)."""
-        if ticket.lane:
+        if ticket.lane or not self._limiter.adaptive:
             return
         self._limiter.overload(ticket.epoch)
         self._resize()
