@@ -316,3 +316,8 @@ def pool_stats() -> list[PoolStats]:
         connections, idle = _count(getattr(entry.client._transport, "_pool", None))
         found.append(PoolStats(entry.origin, entry.stack.name, entry.users, connections, idle))
     return found
+
+
+def _entries_for_tests() -> list[_Entry]:
+    with _lock:
+        return [entry for shards in _entries.values() for entry in shards]
