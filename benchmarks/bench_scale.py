@@ -101,6 +101,7 @@ async def _opener(kind: str, url: str, shared: Any) -> Any:
                 await self.cm.__aexit__(None, None, None)
 
         return Ours
+    factory: Any
     if kind == "mcp":
         from mcp import Client as factory
     else:
