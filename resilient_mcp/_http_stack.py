@@ -75,6 +75,12 @@ class HTTPStack:
         """This library's "use the client's setting" marker (each checks for its own)."""
         return cast("httpx._client.UseClientDefault", self.module.USE_CLIENT_DEFAULT)
 
+    @property
+    def core(self) -> ModuleType | None:
+        """The library's connection layer (httpcore, httpcore2) once it is loaded: the
+        library imports it when it builds its first client; None before (or if absent)."""
+        return sys.modules.get("httpcore" if self.name == "httpx" else "httpcore2")
+
     def url(self, url: str) -> httpx.URL:
         """``url`` parsed by this library (its clients take only their own ``URL``)."""
         return cast(httpx.URL, self.module.URL(url))
@@ -90,11 +96,13 @@ class HTTPStack:
         *,
         verify: ssl.SSLContext,
         timeout: httpx.Timeout,
-        max_connections: int,
+        max_connections: int | None,
         max_keepalive_connections: int,
+        keepalive_expiry: float | None = None,
     ) -> httpx.AsyncClient:
         """A new client of this library (redirects are not followed: a POST must not
-        turn into a GET elsewhere)."""
+        turn into a GET elsewhere). ``max_connections=None``: no bound;
+        ``keepalive_expiry``: seconds an idle connection is kept (None: the library's)."""
         lib = self.module
         return cast(
             httpx.AsyncClient,
@@ -105,6 +113,7 @@ class HTTPStack:
                 limits=lib.Limits(
                     max_connections=max_connections,
                     max_keepalive_connections=max_keepalive_connections,
+                    **({} if keepalive_expiry is None else {"keepalive_expiry": keepalive_expiry}),
                 ),
             ),
         )

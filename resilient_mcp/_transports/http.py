@@ -1,10 +1,13 @@
 """What the HTTP transports share: the endpoint, headers and auth, and the HTTP client.
 
-A client passed in by the user is used as is and never closed; otherwise one is created
-on :meth:`HTTPTransportBase.open` (with the process-wide SSL context) and closed by
-:meth:`HTTPTransportBase.aclose`. Either is of the server's HTTP stack (httpx or httpx2,
-:mod:`.._http_stack`): every URL, timeout and marker handed to the client is built by
-that stack, because each library accepts only its own.
+A client passed in by the user is used as is and never closed; otherwise
+:meth:`HTTPTransportBase.open` leases the process's shared client for the origin (one
+connection pool per loop, origin and credentials, :mod:`.pool`) and
+:meth:`HTTPTransportBase.aclose` gives it back; with ``HTTPServer(share_pool=False)`` it
+builds one of its own (with the process-wide SSL context) and closes it. Either is of
+the server's HTTP stack (httpx or httpx2, :mod:`.._http_stack`): every URL, timeout and
+marker handed to the client is built by that stack, because each library accepts only
+its own.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from .._exceptions import MessageTooLarge, ProtocolError
 from .._http_stack import HTTPX, HTTPStack, stack_for
 from .._log import Logger
 from .._targets import HTTPServer
+from . import pool
 from .base import SendContext, Transport
 
 __all__ = ["ERROR_BODY_LIMIT", "JSON", "SSE", "HTTPTransportBase", "content_type", "read_limited"]
@@ -76,6 +80,8 @@ class HTTPTransportBase(Transport):
         self._auth = cast(httpx.Auth | None, server.auth)
         self._owns_client = server.http_client is None
         self._client = cast(httpx.AsyncClient | None, server.http_client)
+        self._share_pool = server.share_pool and self._owns_client
+        self._lease: pool.Lease | None = None
         self._timeouts = timeouts
         self._max_size = limits.max_message_size
         self._max_connections = limits.max_connections
@@ -96,18 +102,42 @@ class HTTPTransportBase(Transport):
     def detection_key(self) -> str | None:
         return self._key
 
+    def _build_client(self, max_connections: int | None, keepalive: int) -> httpx.AsyncClient:
+        # Every request passes its own timeout: a shared client's default (its first
+        # user's) never applies.
+        return self._stack.client(
+            verify=_shared_ssl_context(self._stack),
+            timeout=self._http_timeout,
+            max_connections=max_connections,
+            max_keepalive_connections=keepalive,
+            keepalive_expiry=pool.KEEPALIVE_EXPIRY,
+        )
+
     def _open_client(self, *, max_connections: int) -> None:
-        if self._client is None:
-            self._client = self._stack.client(
-                verify=_shared_ssl_context(self._stack),
-                timeout=self._http_timeout,
-                max_connections=max_connections,
-                # Pooled: the admitted exchanges and the GET stream.
-                max_keepalive_connections=self._max_connections + 1,
+        if self._client is not None:
+            return
+        if self._share_pool:
+            # No bound per origin: each session's admission bounds its own exchanges,
+            # and every session's GET stream needs a connection (see .pool).
+            self._lease = pool.lease(
+                self._stack,
+                self._url,
+                headers=self._extra_headers,
+                auth=self._auth,
+                build=lambda: self._build_client(None, pool.SHARED_KEEPALIVE),
             )
+            self._client = self._lease.client
+            return
+        # Pooled: the admitted exchanges and the GET stream.
+        self._client = self._build_client(max_connections, self._max_connections + 1)
+        pool.guard_client(self._client, self._stack)
 
     async def _close_client(self) -> None:
-        if self._owns_client and self._client is not None:
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            self._client = None
+            await lease.release()
+        elif self._owns_client and self._client is not None:
             with anyio.CancelScope(shield=True):
                 await self._client.aclose()
             self._client = None
