@@ -1,13 +1,13 @@
 """What the HTTP transports share: the endpoint, headers and auth, and the HTTP client.
 
 A client passed in by the user is used as is and never closed; otherwise
-:meth:`HTTPTransportBase.open` leases the process's shared client for the origin (one
-connection pool per loop, origin and credentials, :mod:`.pool`) and
-:meth:`HTTPTransportBase.aclose` gives it back; with ``HTTPServer(share_pool=False)`` it
-builds one of its own (with the process-wide SSL context) and closes it. Either is of
-the server's HTTP stack (httpx or httpx2, :mod:`.._http_stack`): every URL, timeout and
-marker handed to the client is built by that stack, because each library accepts only
-its own.
+:meth:`HTTPTransportBase.open` builds one of its own (with the process-wide SSL context,
+its connections guarded against a server's keep-alive close, :mod:`.pool`) and
+:meth:`HTTPTransportBase.aclose` closes it; with ``HTTPServer(share_pool=True)`` it leases
+the process's shared client for the origin instead (one connection pool per loop, origin
+and credentials) and gives it back. Either is of the server's HTTP stack (httpx or
+httpx2, :mod:`.._http_stack`): every URL, timeout and marker handed to the client is
+built by that stack, because each library accepts only its own.
 """
 
 from __future__ import annotations

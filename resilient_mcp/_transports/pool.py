@@ -19,7 +19,7 @@ connection could serve every user the same:
   which httpx reads when it builds a client (``SSL_CERT_FILE``, ``HTTPS_PROXY``, ...).
 
 A user's own ``http_client`` is never in the registry: it is used as is, never closed
-by us, and never lent to anyone else. ``HTTPServer(..., share_pool=False)`` opts out.
+by us, and never lent to anyone else. Sharing is opt-in: ``HTTPServer(..., share_pool=True)``.
 
 The pool does not bound connections per origin: each session's admission
 (``Limits.max_connections``) bounds its own exchanges, and a session's long-lived GET
