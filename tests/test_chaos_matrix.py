@@ -24,6 +24,7 @@ PROFILES = [
     "rmcp-legacy",
     "typescript",
     "typescript-example",
+    "server-everything",
     "go",
     "java",
     "lsp-style",

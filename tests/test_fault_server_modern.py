@@ -878,6 +878,8 @@ PROBE_ANSWERS: dict[str, tuple[int, JSON | str]] = {
     ),
     "rmcp-legacy": (422, "Unexpected message, expect initialize request"),
     "typescript": _TS,
+    # Seen on the real server (2026.8.31): every session-less POST gets a fresh transport.
+    "server-everything": _TS,
     "typescript-example": (
         400,
         {

@@ -18,6 +18,7 @@ Profile = Literal[
     "rmcp-legacy",
     "typescript",
     "typescript-example",
+    "server-everything",
     "go",
     "docker-gateway",
     "java",
@@ -238,6 +239,28 @@ _TYPESCRIPT_EXAMPLE: Final = Dialect(
     gone=_NO_VALID_SESSION,
 )
 
+# @modelcontextprotocol/server-everything (2026.8.31, dist/transports/streamableHttp.js):
+# an example-style app, but a POST without a session id always gets a fresh transport
+# (it does not check `isInitializeRequest` as the SDK's examples do), so a missing id
+# meets the transport's own "Server not initialized"; an unknown id gets its 400. That
+# 400's `id` is `req.body.id` and express parses no body there, so the key is absent.
+# Checked against the real server (POST, GET and DELETE with a bogus id) on 2026-12-03.
+_EVERYTHING_GONE: Final = HttpAnswer.json(
+    400,
+    {
+        "jsonrpc": "2.0",
+        "error": {"code": -32000, "message": "Bad Request: No valid session ID provided"},
+    },
+)
+
+_SERVER_EVERYTHING: Final = Dialect(
+    name="server-everything",
+    early="http",
+    early_answer=_TS_NOT_INITIALIZED,
+    missing_answer=_TS_NOT_INITIALIZED,
+    gone=_EVERYTHING_GONE,
+)
+
 _GO_VERSIONS: Final = ("2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05")
 
 _GO: Final = Dialect(
@@ -324,6 +347,7 @@ DIALECTS: Final[dict[str, Dialect]] = {
         _RMCP_LEGACY,
         _TYPESCRIPT,
         _TYPESCRIPT_EXAMPLE,
+        _SERVER_EVERYTHING,
         _GO,
         _JAVA,
         _LSP,

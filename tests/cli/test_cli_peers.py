@@ -66,12 +66,9 @@ def test_everything_over_http() -> None:
         report = probe([peer.url])
     assert report["era"] == "legacy"
     assert report["transport"] == "streamable-http"
-    # server-everything 2.0.0 answers a gone session as the TypeScript example apps do,
-    # but a missing one with the transport's "Server not initialized": no row of the
-    # table is exact, and the probe says which rows are one answer away.
-    nearest = report["dialect"]["nearest"]
-    assert nearest["typescript-example"] == ["missing_session"]
-    assert nearest["typescript"] == ["bogus_session"]
+    # Its own row: the transport's "Server not initialized" for a missing session id, the
+    # example apps' 400 for an unknown one (testing profile `server-everything`).
+    assert report["dialect"]["rows"] == ["server-everything"]
 
 
 def test_mcp126_over_sse() -> None:
