@@ -7,7 +7,10 @@ what a user would have been given (pre-registered credentials, a signing key) as
 ``MCP_CONFORMANCE_CONTEXT``. It does what any application would, the same for every
 scenario: connect (with OAuth set up from that configuration), list the tools and call
 each of them with arguments made from its input schema, answering elicitations by
-accepting the form's defaults. The scenario's name is only printed; nothing depends on it.
+accepting the form's defaults. The scenario's name only says which *kind of application*
+is configured, where the context alone cannot: the extension suite's machine-to-machine
+scenarios give the same `client_id` + `client_secret` as a pre-registered interactive
+client, and a real service is configured with `ClientCredentials` by its author.
 
 It prints what it did (never a credential) and exits 1 with the error's type and message
 if anything failed.
@@ -66,14 +69,20 @@ def _example(prop: dict[str, Any]) -> Any:
     return examples.get(kind) if isinstance(kind, str) else None
 
 
-def server_spec(url: str, context: dict[str, Any]) -> resilient_mcp.HTTPServer:
+# The extension suite's client-credentials scenarios (SEP-1046): a service, no user.
+MACHINE_TO_MACHINE = "auth/client-credentials-"
+
+
+def server_spec(url: str, context: dict[str, Any], scenario: str = "") -> resilient_mcp.HTTPServer:
     """The server as a user would configure it, with the credentials they were given."""
-    return resilient_mcp.HTTPServer(url, auth=authorization(context))
+    return resilient_mcp.HTTPServer(url, auth=authorization(context, scenario))
 
 
-def authorization(context: dict[str, Any]) -> httpx.Auth:
+def authorization(context: dict[str, Any], scenario: str = "") -> httpx.Auth:
     """OAuth as an application sets it up: a signing key it was issued means
-    ``private_key_jwt`` client credentials; otherwise the authorization-code flow, as a
+    ``private_key_jwt`` client credentials; a service (machine to machine) given an id
+    and a secret uses the client-credentials grant with them (``client_secret_basic``,
+    the default); otherwise the authorization-code flow, as a
     pre-registered client if it was given an id (and maybe a secret), else by its
     metadata document or dynamic registration, whichever the server supports. The
     browser step is headless (the redirect is followed without a browser)."""
@@ -84,6 +93,8 @@ def authorization(context: dict[str, Any]) -> httpx.Auth:
             context["private_key_pem"],
             algorithm=context.get("signing_algorithm", "ES256"),
         )
+    if scenario.startswith(MACHINE_TO_MACHINE) and context.get("client_secret"):
+        return auth.ClientCredentials(context["client_id"], context["client_secret"])
     return auth.OAuth(
         client_name="resilient-mcp conformance client",
         client_id=client_id,
@@ -93,9 +104,10 @@ def authorization(context: dict[str, Any]) -> httpx.Auth:
     )
 
 
-async def run(url: str, context: dict[str, Any]) -> None:
+async def run(url: str, context: dict[str, Any], scenario: str) -> None:
     handlers = resilient_mcp.Handlers(elicitation=accept_defaults)
-    async with resilient_mcp.connect(server_spec(url, context), handlers=handlers) as client:
+    spec = server_spec(url, context, scenario)
+    async with resilient_mcp.connect(spec, handlers=handlers) as client:
         info = client.server_info
         print(
             f"connected: {info.name if info else '?'} over {client.transport}, "
@@ -114,9 +126,10 @@ def main() -> int:
         return 2
     url = sys.argv[-1]
     context = json.loads(os.environ.get("MCP_CONFORMANCE_CONTEXT") or "{}")
-    print(f"scenario {os.environ.get('MCP_CONFORMANCE_SCENARIO', '?')}: {url}")
+    scenario = os.environ.get("MCP_CONFORMANCE_SCENARIO", "")
+    print(f"scenario {scenario or '?'}: {url}")
     try:
-        anyio.run(run, url, context)
+        anyio.run(run, url, context, scenario)
     except resilient_mcp.MCPError as exc:
         print(f"failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
