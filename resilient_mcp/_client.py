@@ -138,10 +138,15 @@ class Client(MCPMethods):
                 port = parts.port or (443 if parts.scheme == "https" else 80)
             except ValueError:  # an invalid port: the transport will say so
                 port = None
-        session = self._session
+        session = self._session  # (not self: the client stays out of the observer's refs)
+
+        def version() -> str | None:
+            era = session.strategy
+            return era.protocol_version if era is not None else None
+
         return ClientFacts(
             session_id=lambda: session.session_id,
-            protocol_version=lambda: self.protocol_version,
+            protocol_version=version,
             transport=lambda: session.transport.name,
             server_address=host,
             server_port=port,

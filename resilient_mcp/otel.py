@@ -149,6 +149,7 @@ class _Call:
         if method in _URI_METHODS and isinstance(uri, str):
             attributes["mcp.resource.uri"] = uri
         self._attributes = attributes
+        self._given = frozenset(attributes)  # on the span already: not set (cleaned) twice
         self._span = owner._tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
         # Current while the call runs: the spans of what it does (an HTTP client's, the
         # tool list a call of unknown fate fetches) are its children.
@@ -216,10 +217,11 @@ class _Call:
         if session is not None:
             attributes["mcp.session.id"] = session
         span = self._span
-        span.set_attributes(attributes)
-        span.set_attribute("resilient_mcp.attempts", self._attempts)
+        late = {k: v for k, v in attributes.items() if k not in self._given}
+        late["resilient_mcp.attempts"] = self._attempts
         if executed is not None:
-            span.set_attribute("resilient_mcp.executed", executed)
+            late["resilient_mcp.executed"] = executed
+        span.set_attributes(late)
         if error is not None:
             span.set_status(Status(StatusCode.ERROR, error))
         metric = {k: v for k, v in attributes.items() if k not in _SPAN_ONLY}
