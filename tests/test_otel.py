@@ -292,6 +292,31 @@ async def test_failures_are_error_spans_with_error_type(otel: Telemetry) -> None
     assert errors == ["-32602", "RequestTimeout", "tool_error"]
 
 
+async def test_a_call_of_unknown_fate_is_one_span_with_its_tool_list_inside(
+    otel: Telemetry,
+) -> None:
+    # Every tools/call answer is cut after the tool ran: the fate of `increment` (not
+    # idempotent) is unknown. The client fetches the tool list to read its annotations
+    # (a request of its own, inside the call's span) and does not re-send it.
+    chaos = Chaos(seed=1, drop_rate=1.0)
+    async with (
+        serve(StrictServer(chaos=chaos)) as running,
+        resilient_mcp.connect(running.url, telemetry=otel.option) as client,
+    ):
+        with pytest.raises(resilient_mcp.FateUnknown):
+            await client.call_tool("increment", {"key": "k"})
+    spans = otel.finished()
+    call = one(spans, "tools/call increment")
+    attributes = dict(call.attributes or {})
+    assert attributes["error.type"] == "FateUnknown"
+    assert attributes["resilient_mcp.executed"] == "maybe"
+    assert attributes["resilient_mcp.attempts"] == 1  # at most once
+    assert call.status.status_code is StatusCode.ERROR
+    listed = one(spans, "tools/list")
+    assert listed.parent is not None
+    assert listed.parent.span_id == call.get_span_context().span_id
+
+
 async def test_a_group_and_a_sync_client_make_the_same_spans(otel: Telemetry) -> None:
     async with serve(StrictServer()) as running:
         async with resilient_mcp.connect_group({"a": running.url}, telemetry=otel.option) as group:
