@@ -207,6 +207,24 @@ async def test_the_callers_span_is_the_parent_and_meta_keys_are_kept(otel: Telem
     assert meta["traceparent"].rsplit("-", 1)[0] == traceparent_of(call)
 
 
+async def test_the_modern_era_carries_trace_context_beside_its_envelope(otel: Telemetry) -> None:
+    server = RecordingServer(era="modern")
+    async with (
+        serve(server) as running,
+        resilient_mcp.connect(running.url, telemetry=otel.option) as client,
+    ):
+        await client.call_tool("echo", {"text": "hi"})
+        assert client.era == "modern"
+        version = client.protocol_version
+    call = one(otel.finished(), "tools/call echo")
+    attributes = dict(call.attributes or {})
+    assert attributes["mcp.protocol.version"] == version
+    assert "mcp.session.id" not in attributes  # the modern era has no sessions
+    (meta,) = server.received("tools/call")
+    assert meta["traceparent"].rsplit("-", 1)[0] == traceparent_of(call)
+    assert meta["io.modelcontextprotocol/protocolVersion"] == version
+
+
 async def test_a_503_is_a_retry_event_on_the_calls_one_span(otel: Telemetry) -> None:
     # Seeded: some POSTs are refused with a 503 (Retry-After: 0, then the default
     # backoff); every refused ping is retried on the same span. (era="legacy": the
