@@ -118,6 +118,12 @@ def one(spans: list[ReadableSpan], name: str) -> ReadableSpan:
     return found[0]
 
 
+def span_id(span: ReadableSpan) -> int:
+    context = span.get_span_context()
+    assert context is not None
+    return context.span_id
+
+
 def traceparent_of(span: ReadableSpan) -> str:
     """The W3C traceparent naming ``span`` as the parent (its flags aside)."""
     context = span.get_span_context()
@@ -332,7 +338,7 @@ async def test_a_call_of_unknown_fate_is_one_span_with_its_tool_list_inside(
     assert call.status.status_code is StatusCode.ERROR
     listed = one(spans, "tools/list")
     assert listed.parent is not None
-    assert listed.parent.span_id == call.get_span_context().span_id
+    assert listed.parent.span_id == span_id(call)
 
 
 async def test_a_group_and_a_sync_client_make_the_same_spans(otel: Telemetry) -> None:
