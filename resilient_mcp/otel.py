@@ -49,10 +49,15 @@ import timeit
 from collections.abc import Mapping
 from typing import Any
 
-from opentelemetry import context as otel_context
-from opentelemetry import metrics, propagate, trace
-from opentelemetry.metrics import MeterProvider
-from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
+try:
+    from opentelemetry import context as otel_context
+    from opentelemetry import metrics, propagate, trace
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
+except ImportError as exc:
+    raise ImportError(
+        "resilient_mcp.otel needs the otel extra: pip install 'resilient-mcp[otel]'"
+    ) from exc
 
 from ._exceptions import MCPError, ServerError
 from ._telemetry import CallObserver, ClientFacts, Observer, Telemetry

@@ -7,6 +7,7 @@ Against the fault server, with the default RetryPolicy, on asyncio and trio.
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
@@ -374,3 +375,12 @@ def test_nothing_of_opentelemetry_is_imported_unless_enabled() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_without_the_extra_the_import_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "opentelemetry", None)  # as if not installed
+    monkeypatch.delitem(sys.modules, "resilient_mcp.otel")
+    with pytest.raises(ImportError, match=r"pip install 'resilient-mcp\[otel\]'"):
+        importlib.import_module("resilient_mcp.otel")
