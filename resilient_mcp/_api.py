@@ -29,6 +29,7 @@ from ._handlers import ProgressCallback
 from ._log import Logger
 from ._retry import RetryPolicy
 from ._session import Session
+from ._telemetry import CallObserver
 from .types import (
     CallToolResult,
     CompleteResult,
@@ -83,10 +84,17 @@ class MCPMethods(abc.ABC):
         progress: ProgressCallback | None = None,
         retry: RetryPolicy | None = None,
         idempotent: bool = False,
+        observer: CallObserver | None = None,
     ) -> _Model:
         self._check_open()
         result = await self._calls.call(
-            method, params, deadline, progress=progress, retry=retry, idempotent=idempotent
+            method,
+            params,
+            deadline,
+            progress=progress,
+            retry=retry,
+            idempotent=idempotent,
+            observer=observer,
         )
         try:
             return model.model_validate(result)
@@ -198,6 +206,33 @@ class MCPMethods(abc.ABC):
         if idempotent is None:
             idempotent = self._catalog.annotated_idempotent(name)
         deadline = self._calls.deadline(timeout, retry)
+        # Observed as one call: its re-send after the annotations were learned too.
+        observer = self._calls.observe("tools/call", params)
+        if observer is None:
+            return await self._call_tool(
+                name, params, deadline, progress, idempotent, unknown, retry, None
+            )
+        try:
+            result = await self._call_tool(
+                name, observer.params, deadline, progress, idempotent, unknown, retry, observer
+            )
+        except BaseException as exc:
+            observer.fail(exc)
+            raise
+        observer.end(result)
+        return result
+
+    async def _call_tool(
+        self,
+        name: str,
+        params: Mapping[str, Any] | None,
+        deadline: Deadline,
+        progress: ProgressCallback | None,
+        idempotent: bool,
+        unknown: bool,
+        retry: RetryPolicy | None,
+        observer: CallObserver | None,
+    ) -> CallToolResult:
         relisted = False
         while True:
             try:
@@ -209,6 +244,7 @@ class MCPMethods(abc.ABC):
                     progress=progress,
                     retry=retry,
                     idempotent=idempotent,
+                    observer=observer,
                 )
                 break
             except FateUnknown:

@@ -30,6 +30,7 @@ from ._recovery import SAFE_METHODS, GateFailure, Recovery
 from ._retry import RetryPolicy
 from ._rpc import Rpc
 from ._stats import SessionStats
+from ._telemetry import CallObserver, Observer
 from .types import Era
 
 __all__ = ["Calls", "Host", "urgent"]
@@ -96,6 +97,8 @@ class Calls:
         self._handlers = handlers
         self._retry = retry
         self._last_activity = 0.0
+        # Set by the client when it was made with telemetry=; None costs one test a call.
+        self.telemetry: Observer | None = None
 
     @property
     def policy(self) -> RetryPolicy:
@@ -161,6 +164,7 @@ class Calls:
         progress: ProgressCallback | None = None,
         retry: RetryPolicy | None = None,
         idempotent: bool = False,
+        observer: CallObserver | None = None,
     ) -> Any:
         """Make one call once the session is ready; return its JSON ``result``.
 
@@ -169,11 +173,16 @@ class Calls:
         again with the answers (the protocol's own re-send, not a retry), up to
         ``Limits.max_input_rounds`` times. All of it within ``deadline``.
 
+        With telemetry, the call is observed from here to its end, unless the caller
+        observes it already (``observer``: ``call_tool``, whose re-sends are one call).
+
         Raises:
             FateUnknown: a side-effecting ``tools/call`` may have run; not retried.
             InputRequiredError: the server asked for input no handler can give.
             MCPError: any other failure, typed (see :mod:`._exceptions`).
         """
+        if observer is None and self.telemetry is not None:
+            return await self._observed(method, params, deadline, progress, retry, idempotent)
         if method == "logging/setLevel" and params is not None:
             # Kept: the modern era sends the level with every request instead.
             level = params.get("level")
@@ -183,10 +192,18 @@ class Calls:
         # recovery (nor closure, nor coroutine frame) for it.
         generation = self._host.generation
         try:
-            result = await self._attempt(method, params, deadline, progress, 1)
+            result = await self._attempt(method, params, deadline, progress, 1, observer)
         except (GateFailure, MCPError) as caught:
             result = await self._recover(
-                caught, generation, method, params, deadline, progress, idempotent, policy
+                caught,
+                generation,
+                method,
+                params,
+                deadline,
+                progress,
+                idempotent,
+                policy,
+                observer,
             )
         uri = (params or {}).get("uri")
         if method == "resources/subscribe" and isinstance(uri, str):
@@ -199,10 +216,18 @@ class Calls:
         async def resend(params: Mapping[str, Any] | None) -> Any:
             generation = self._host.generation
             try:
-                return await self._attempt(method, params, deadline, progress, 1)
+                return await self._attempt(method, params, deadline, progress, 1, observer)
             except (GateFailure, MCPError) as caught:
                 return await self._recover(
-                    caught, generation, method, params, deadline, progress, idempotent, policy
+                    caught,
+                    generation,
+                    method,
+                    params,
+                    deadline,
+                    progress,
+                    idempotent,
+                    policy,
+                    observer,
                 )
 
         return await finish(
@@ -217,6 +242,39 @@ class Calls:
             log=self._host.log,
         )
 
+    def observe(self, method: str, params: Mapping[str, Any] | None) -> CallObserver | None:
+        """Start observing a call that makes several requests of ``method`` (None:
+        no telemetry); the caller ends it."""
+        return None if self.telemetry is None else self.telemetry.start(method, params)
+
+    async def _observed(
+        self,
+        method: str,
+        params: Mapping[str, Any] | None,
+        deadline: Deadline,
+        progress: ProgressCallback | None,
+        retry: RetryPolicy | None,
+        idempotent: bool,
+    ) -> Any:
+        """:meth:`call`, observed by the client's telemetry from start to end."""
+        assert self.telemetry is not None
+        observer = self.telemetry.start(method, params)
+        try:
+            result = await self.call(
+                method,
+                observer.params,
+                deadline,
+                progress=progress,
+                retry=retry,
+                idempotent=idempotent,
+                observer=observer,
+            )
+        except BaseException as exc:
+            observer.fail(exc)
+            raise
+        observer.end(result)
+        return result
+
     async def _recover(
         self,
         caught: GateFailure | MCPError,
@@ -227,14 +285,17 @@ class Calls:
         progress: ProgressCallback | None,
         idempotent: bool,
         policy: RetryPolicy,
+        observer: CallObserver | None = None,
     ) -> Any:
         """Go on from a first attempt that failed (see :class:`~._recovery.Recovery`)."""
         safe = idempotent or method in SAFE_METHODS
-        recovery = self._recovery(method, params, deadline, safe=safe, policy=policy)
+        recovery = self._recovery(
+            method, params, deadline, safe=safe, policy=policy, observer=observer
+        )
         return await recovery.after(
             caught,
             generation,
-            lambda attempt: self._attempt(method, params, deadline, progress, attempt),
+            lambda attempt: self._attempt(method, params, deadline, progress, attempt, observer),
         )
 
     def _recovery(
@@ -246,6 +307,7 @@ class Calls:
         safe: bool,
         policy: RetryPolicy | None,
         handshake: bool = False,
+        observer: CallObserver | None = None,
     ) -> Recovery:
         return Recovery(
             policy=policy or self._retry,
@@ -259,6 +321,7 @@ class Calls:
             generation=lambda: self._host.generation,
             modern=lambda: self._host.era == "modern",
             handshake=handshake,
+            observer=observer,
         )
 
     async def _attempt(
@@ -268,6 +331,7 @@ class Calls:
         deadline: Deadline,
         progress: ProgressCallback | None,
         attempt: int,
+        observer: CallObserver | None = None,
     ) -> Any:
         if not self._host.gate.is_open:
             try:
@@ -288,6 +352,8 @@ class Calls:
             return out.answer  # the era answers it itself (no request in this era)
         rpc = self._host.rpc
         request_id = rpc.next_id()
+        if observer is not None:
+            observer.sent(request_id)
         reply = await rpc.request(
             era.transport,
             request_id,

@@ -7,6 +7,7 @@ import math
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 import anyio
 
@@ -24,6 +25,7 @@ from ._retry import RetryPolicy
 from ._session import Session, SessionState
 from ._stats import SessionStats
 from ._targets import HTTPServer, StdioServer, resolve_target
+from ._telemetry import ClientFacts
 from ._transports.base import Transport
 from ._transports.http import HTTPTransportBase
 from ._transports.sse import LegacySSETransport
@@ -117,10 +119,38 @@ class Client(MCPMethods):
             param_headers=self._catalog.param_headers,
         )
         self._calls = self._session.calls
+        if opts.telemetry is not None:
+            self._calls.telemetry = opts.telemetry.bind(self._facts())
         self._session.add_notification_listener(self._catalog.on_notification)
         self._state = _ClientState.UNOPENED
         self._host: Host | None = None
         self._closed: anyio.Event | None = None  # set once a close has finished
+
+    def _facts(self) -> ClientFacts:
+        """What telemetry may know of this client: the server's host and port (never
+        the URL, which may hold a secret), the session's id, version and transport."""
+        host: str | None = None
+        port: int | None = None
+        if isinstance(self._server, HTTPServer):
+            parts = urlsplit(self._server.url)
+            host = parts.hostname
+            try:
+                port = parts.port or (443 if parts.scheme == "https" else 80)
+            except ValueError:  # an invalid port: the transport will say so
+                port = None
+        session = self._session  # (not self: the client stays out of the observer's refs)
+
+        def version() -> str | None:
+            era = session.strategy
+            return era.protocol_version if era is not None else None
+
+        return ClientFacts(
+            session_id=lambda: session.session_id,
+            protocol_version=version,
+            transport=lambda: session.transport.name,
+            server_address=host,
+            server_port=port,
+        )
 
     def __repr__(self) -> str:
         return f"<Client {self._server.describe()} {self._session!r}>"

@@ -19,6 +19,7 @@ from ._exceptions import UsageError
 from ._handlers import Handlers
 from ._log import Logger
 from ._retry import RetryPolicy
+from ._telemetry import Telemetry
 from .types import EraMode, Implementation
 
 if sys.version_info >= (3, 12):  # pragma: no cover - depends on the interpreter
@@ -58,6 +59,9 @@ class ClientOptions(TypedDict, total=False):
     detection_cache: DetectionCache | None
     """Where detected eras and transports are remembered (default: the process-wide
     cache)."""
+    telemetry: Telemetry | None
+    """Traces and metrics of every call: ``resilient_mcp.otel.OpenTelemetry()`` (the
+    ``otel`` extra; see docs/telemetry.md). None (default): none, and nothing imported."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +77,7 @@ class Options:
     logger: Logger | None
     era: EraMode
     detection_cache: DetectionCache
+    telemetry: Telemetry | None = None
 
 
 _CHECKS: dict[str, type | tuple[type, ...]] = {
@@ -83,6 +88,7 @@ _CHECKS: dict[str, type | tuple[type, ...]] = {
     "client_info": Implementation,
     "wait_ready": bool,
     "detection_cache": DetectionCache,
+    "telemetry": Telemetry,
 }
 
 
@@ -122,4 +128,5 @@ def resolve_options(options: Mapping[str, Any]) -> Options:
         era=era,
         # (An empty cache is falsy: never `or` it away.)
         detection_cache=given("detection_cache", default_cache),
+        telemetry=options.get("telemetry"),
     )

@@ -58,6 +58,7 @@ from ._exceptions import (
 from ._log import Logger
 from ._retry import RetryPolicy
 from ._stats import SessionStats
+from ._telemetry import CallObserver
 
 __all__ = ["DECISIONS", "SAFE_METHODS", "Action", "GateFailure", "Recovery", "decide", "is_outage"]
 
@@ -255,6 +256,7 @@ class Recovery:
         generation: the current session's generation.
         modern: whether the session speaks the modern era now.
         handshake: every failure is the handshake's own (``connect()`` waiting for it).
+        observer: the call's telemetry (told of every retry and renewed session), if any.
     """
 
     def __init__(
@@ -271,6 +273,7 @@ class Recovery:
         generation: Callable[[], int],
         modern: Callable[[], bool],
         handshake: bool = False,
+        observer: CallObserver | None = None,
     ) -> None:
         self._policy = policy
         self._deadline = deadline
@@ -283,6 +286,7 @@ class Recovery:
         self._generation = generation
         self._modern = modern
         self._handshake = handshake
+        self._observer = observer
         self._tried: tuple[str, ...] = ()
         self._failures = 0  # failures that may have run: they use up attempts
         self._not_run = 0  # retries of failures that certainly did not run
@@ -390,6 +394,8 @@ class Recovery:
             # handshake is the wait the first time; a server that loses session after
             # session gets backoff too, not a hot loop of handshakes.
             self._renew(self._at_generation, type(error).__name__)
+            if self._observer is not None:
+                self._observer.renew(error)
             self._follows += 1
             exhausted = self._follows > MAX_SESSION_FOLLOWS
             self._delay = 0.0 if self._follows == 1 else self._policy.backoff(self._follows - 1)
@@ -411,6 +417,8 @@ class Recovery:
             exhausted = True
             if row is not None and row.renews and not in_gate:
                 self._renew(self._at_generation, type(error).__name__)
+                if self._observer is not None:
+                    self._observer.renew(error)
         now = anyio.current_time()
         self._give_up = exhausted or now + self._delay >= self._deadline.at
         # The server's own wait outlasts the call: it fails now, and says so.
@@ -434,6 +442,8 @@ class Recovery:
             error=type(self._last).__name__,
             delay_ms=round(self._delay * 1000, 1),
         )
+        if self._observer is not None and self._last is not None:
+            self._observer.retry(self._sends, self._last, self._delay, sent=not self._in_gate)
         if not self._in_gate:  # a call parked in the gate was not re-sent
             self._stats.retries += 1
             self._sends += 1
