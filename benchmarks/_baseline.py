@@ -7,10 +7,11 @@ module materialises REV's package and imports it under another top-level name:
 1. `git -C <repo> archive <commit> resilient_mcp` (a tar stream, read with `tarfile`'s
    "data" filter: no absolute paths, links or devices) into a fresh temporary directory;
 2. the extracted `resilient_mcp/` is renamed to `resilient_mcp_baseline/`;
-3. every module of it outside `testing/` is parsed, and an *absolute* import of
-   `resilient_mcp` anywhere in it is an error: it would silently bind to the current
+3. every module of it outside `testing/` and `cli/` is parsed, and an *absolute* import
+   of `resilient_mcp` anywhere in it is an error: it would silently bind to the current
    code (the core imports itself relatively, `from ._config import ...`; only the
-   `testing/` subpackage imports `resilient_mcp` absolutely, and nothing here imports it);
+   `testing/` and `cli/` subpackages import `resilient_mcp` absolutely, and nothing here
+   imports them);
 4. `importlib.util.spec_from_file_location("resilient_mcp_baseline", .../__init__.py,
    submodule_search_locations=[...])` and `exec_module`; afterwards every module under
    that name must come from the temporary directory, and loading it must not have
@@ -68,24 +69,30 @@ def _git(repo: Path, *args: str) -> bytes:
     return done.stdout
 
 
+# Subpackages that are applications *of* the library (the fault server, the command
+# line): they import `resilient_mcp` absolutely, as users do, and the benchmark never
+# imports them from a copy.
+APPLICATIONS = frozenset({"testing", "cli"})
+
+
 def source_digest(package_dir: Path) -> str:
-    """A digest of the package's Python sources outside `testing/` (names and contents),
+    """A digest of the package's Python sources outside `testing/` and `cli/` (names and contents),
     to tell whether two copies are the same code."""
     digest = hashlib.sha256()
     for path in sorted(package_dir.rglob("*.py")):
         relative = path.relative_to(package_dir)
-        if relative.parts[0] == "testing":
+        if relative.parts[0] in APPLICATIONS:
             continue
         digest.update(relative.as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:12]
 
 
 def absolute_self_imports(package_dir: Path, name: str = PACKAGE) -> list[str]:
-    """`file:line` of every absolute import of `name` in the package outside `testing/`."""
+    """`file:line` of every absolute import of `name` outside `testing/` and `cli/`."""
     found: list[str] = []
     for path in sorted(package_dir.rglob("*.py")):
         relative = path.relative_to(package_dir)
-        if relative.parts[0] == "testing":
+        if relative.parts[0] in APPLICATIONS:
             continue
         tree = ast.parse(path.read_bytes(), filename=str(path))
         for node in ast.walk(tree):

@@ -37,6 +37,7 @@ from ._loop_thread import LoopThread
 from ._options import ClientOptions, Unpack
 from ._retry import RetryPolicy
 from ._sync import SyncClient, _State, _stop_quietly
+from ._telemetry import carried
 from .types import CallToolResult, Tool
 
 __all__ = ["SyncClientGroup", "connect_group_sync"]
@@ -202,7 +203,7 @@ class SyncClientGroup:
                 "the group is not open: use `with resilient_mcp.connect_group_sync(...) as "
                 "group` or `group = resilient_mcp.connect_group_sync(...).open()`"
             )
-        return self._loop.run(function)
+        return self._loop.run(carried(function))
 
     # --- members ---------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from ._retry import RetryPolicy
 from ._session import SessionState
 from ._stats import SessionStats
 from ._targets import HTTPServer, StdioServer
+from ._telemetry import carried
 from .types import (
     CallToolResult,
     CompleteResult,
@@ -168,7 +169,9 @@ class SyncClient:
                 "the client is not open: use `with resilient_mcp.connect_sync(url) as "
                 "client` or `client = resilient_mcp.connect_sync(url).open()`"
             )
-        return self._loop.run(function)
+        # carried(): the calling thread's current span (if telemetry is loaded) stays
+        # the parent of the call's span on the loop thread.
+        return self._loop.run(carried(function))
 
     # --- session facts (read without a round trip; still readable after close) ------------
 

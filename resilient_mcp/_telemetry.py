@@ -12,6 +12,10 @@ renewed sessions and ``input_required`` rounds included):
   call's session is given up for a new handshake (:mod:`._recovery`);
 - :meth:`CallObserver.end` or :meth:`CallObserver.fail`, once.
 
+A sync client's call runs on its event-loop thread, where the calling thread's ambient
+context (its current span) is not current: :func:`carried` takes it along when a backend
+registered a :class:`ContextCarrier` (``resilient_mcp.otel`` does, on import).
+
 Without ``telemetry=`` none of it exists: the hot path pays one ``is None`` test per call
 and per send, and nothing is imported (``resilient_mcp.otel`` is imported only by the
 user who enables it).
@@ -19,13 +23,50 @@ user who enables it).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from ._exceptions import MCPError
 
-__all__ = ["CallObserver", "ClientFacts", "Observer", "Telemetry"]
+__all__ = [
+    "CallObserver",
+    "ClientFacts",
+    "ContextCarrier",
+    "Observer",
+    "Telemetry",
+    "carried",
+    "register_carrier",
+]
+
+T = TypeVar("T")
+
+ContextCarrier = Callable[[], Callable[[], AbstractContextManager[None]]]
+"""Called in the calling thread: captures its ambient context, and returns what makes
+that context current (for the ``with`` block) in the thread that runs the call."""
+
+_carrier: ContextCarrier | None = None
+
+
+def register_carrier(carrier: ContextCarrier) -> None:
+    """Make sync clients carry the calling thread's context, as ``carrier`` captures it."""
+    global _carrier
+    _carrier = carrier
+
+
+def carried(function: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
+    """``function``, to run on a loop thread within the calling thread's ambient context
+    (itself when no backend registered a carrier: nothing is captured then)."""
+    if _carrier is None:
+        return function
+    attached = _carrier()
+
+    async def within() -> T:
+        with attached():
+            return await function()
+
+    return within
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,8 +59,11 @@ except ImportError as exc:
         "resilient_mcp.otel needs the otel extra: pip install 'resilient-mcp[otel]'"
     ) from exc
 
+import contextlib
+from collections.abc import Callable, Iterator
+
 from ._exceptions import MCPError, ServerError
-from ._telemetry import CallObserver, ClientFacts, Observer, Telemetry
+from ._telemetry import CallObserver, ClientFacts, Observer, Telemetry, register_carrier
 
 __all__ = ["DURATION_BUCKETS", "OpenTelemetry"]
 
@@ -78,6 +81,28 @@ try:
     _VERSION = _dist_version("resilient-mcp")
 except Exception:  # not installed (running from a source tree)
     _VERSION = "0.0.0"
+
+
+def _capture() -> Callable[[], contextlib.AbstractContextManager[None]]:
+    """The calling thread's OpenTelemetry context, to attach on a sync client's loop
+    thread for the call. Recent anyio portals run a task in a copy of the caller's
+    context variables already; this keeps a sync call's span the child of its caller's
+    with every anyio we accept (>= 4.5), and carries only OpenTelemetry's context."""
+    captured = otel_context.get_current()
+
+    @contextlib.contextmanager
+    def attached() -> Iterator[None]:
+        token = otel_context.attach(captured)
+        try:
+            yield
+        finally:
+            otel_context.detach(token)
+
+    return attached
+
+
+# Imported means wanted: sync clients carry their caller's context from now on.
+register_carrier(_capture)
 
 
 class OpenTelemetry(Telemetry):

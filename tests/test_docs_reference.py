@@ -13,7 +13,7 @@ from pathlib import Path
 import resilient_mcp
 
 REFERENCE = Path(__file__).resolve().parent.parent / "docs" / "reference"
-PUBLIC_MODULES = ("types", "testing", "auth")
+PUBLIC_MODULES = ("types", "testing", "auth", "otel")
 
 
 def _entries() -> set[str]:

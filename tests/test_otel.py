@@ -361,6 +361,30 @@ async def test_a_group_and_a_sync_client_make_the_same_spans(otel: Telemetry) ->
         assert span.kind is SpanKind.CLIENT
 
 
+async def test_a_sync_call_is_a_child_of_the_calling_threads_span(otel: Telemetry) -> None:
+    # The call runs on the client's loop thread; the caller's span must still be its parent
+    # (a sync agent framework's step span, say), for a client and a group alike.
+    tracer = otel.tracer_provider.get_tracer("the-agent")
+    parents: dict[str, int] = {}
+    async with serve(StrictServer()) as running:
+
+        def sync_calls() -> None:
+            with resilient_mcp.connect_sync(running.url, telemetry=otel.option) as client:
+                with tracer.start_as_current_span("client step") as step:
+                    parents["client"] = step.get_span_context().span_id
+                    client.call_tool("echo", {"text": "hi"})
+                client.call_tool("add", {"a": 1, "b": 2})  # no span current: a root
+            group = resilient_mcp.connect_group_sync({"a": running.url}, telemetry=otel.option)
+            with group, tracer.start_as_current_span("group step") as step:
+                parents["group"] = step.get_span_context().span_id
+                group.call_tool("a__echo", {"text": "hi"})
+
+        await anyio.to_thread.run_sync(sync_calls)
+    echoes = [s for s in otel.finished() if s.name == "tools/call echo"]
+    assert sorted(s.parent.span_id for s in echoes if s.parent) == sorted(parents.values())
+    assert one(otel.finished(), "tools/call add").parent is None
+
+
 def test_nothing_of_opentelemetry_is_imported_unless_enabled() -> None:
     script = (
         "import sys, resilient_mcp, resilient_mcp.testing\n"
