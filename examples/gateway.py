@@ -121,7 +121,11 @@ class UserClients:
             if entry is not None:
                 entry.leases += 1
                 self._entries.move_to_end(key)
-                await entry.opened.wait()
+                try:
+                    await entry.opened.wait()  # another request of this user is opening it
+                except BaseException:
+                    entry.leases -= 1
+                    raise
                 if not entry.failed:
                     return entry
                 entry.leases -= 1
@@ -222,10 +226,15 @@ def create_app(upstream: str, *, max_clients: int = 64) -> Starlette:
     async def forward(request: Request, tool: str | None) -> JSONResponse:
         users: UserClients = pool["users"]
         deadline = anyio.current_time() + deadline_of(request)
-        arguments: dict[str, Any] = {}
-        if tool is not None:
-            payload = await request.json() if await request.body() else {}
-            arguments = payload.get("arguments") or {}
+        arguments: Any = {}
+        if tool is not None and await request.body():
+            try:
+                arguments = (await request.json()).get("arguments", {})
+            except (ValueError, AttributeError):
+                arguments = None
+            if not isinstance(arguments, dict):
+                bad = {"error": "BadRequest", "message": 'expected {"arguments": {...}}'}
+                return JSONResponse({**bad, "execution": "not_executed"}, status_code=400)
         user, authorization = request.path_params["user"], request.headers.get("authorization")
         try:
             async with users.lease(user, authorization, deadline) as client:
@@ -350,6 +359,7 @@ async def self_test(users: int) -> None:
                     async with anyio.create_task_group() as callers:
                         for n in range(users, users + LATECOMERS):
                             callers.start_soon(latecomer, n, http)
+                    print(f"gateway status: {(await http.get('/status')).json()}")
                 gateway.should_exit = True
         stats = running.stats
         pool: UserClients = app.state.pool["users"]
