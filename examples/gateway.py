@@ -8,7 +8,7 @@ every session busy waits for one, within its deadline). Every request has a dead
 JSON body that says whether the call ran upstream (``execution``: ``executed``,
 ``not_executed`` or ``maybe``), so the caller knows whether it may simply try again.
 
-The gateway this replaces (an agent platform's, built on raw httpx) opened a session
+The airis-style gateway this replaces (an agent platform's, on raw httpx) opened a session
 per user with ``initialize``, fired ``notifications/initialized``, then did
 ``await asyncio.sleep(0.15)`` before forwarding the user's call. The sleep papered over
 the handshake race: a server that has not finished processing ``initialized`` rejects

@@ -98,24 +98,23 @@ FLAKY = [
     # 503 on 30% of requests: nothing ran, so the client backs off and resends. (With
     # `retry_after=1`, the default, it honours the header: a second per refusal. Backoff
     # delays are real; `with resilient_mcp.disable_backoff():` removes them in tests.)
-    ("python-sdk-2", Chaos(seed=1, reject_rate=0.3, retry_after=None)),
+    pytest.param("python-sdk-2", Chaos(seed=1, reject_rate=0.3, retry_after=None), id="503s"),
     # Sessions that are gone after 3 requests: the client opens a new one and resends.
-    ("python-sdk-2", Chaos(seed=2, expire_after_requests=3)),
-    ("rmcp-legacy", Chaos(seed=2, expire_after_requests=3)),
-    ("typescript", Chaos(seed=2, expire_after_requests=3)),
+    *(
+        pytest.param(profile, Chaos(seed=2, expire_after_requests=3), id=f"expiring-{profile}")
+        for profile in ("python-sdk-2", "rmcp-legacy", "typescript")
+    ),
     # 40% of tool answers cut: a read is repeated, a side effect is not (FateUnknown).
-    ("python-sdk-2", Chaos(seed=3, drop_rate=0.4)),
-    (
+    pytest.param("python-sdk-2", Chaos(seed=3, drop_rate=0.4), id="dropped"),
+    pytest.param(
         "rmcp-legacy",
         Chaos(seed=4, reject_rate=0.2, retry_after=None, expire_after_requests=4, drop_rate=0.2),
+        id="everything",
     ),
 ]
-IDS = ["503s", "expiring", "expiring", "expiring", "dropped", "everything"]
 
 
-@pytest.mark.parametrize(
-    ("profile", "chaos"), FLAKY, ids=[f"{p}-{i}" for (p, _), i in zip(FLAKY, IDS, strict=True)]
-)
+@pytest.mark.parametrize(("profile", "chaos"), FLAKY)
 async def test_flaky_server(profile: Profile, chaos: Chaos) -> None:
     server = StrictServer(profile=profile, chaos=chaos)
     answers: dict[str, Answer] = {}
