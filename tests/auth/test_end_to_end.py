@@ -2,67 +2,22 @@
 
 The MCP server is the real `resilient_mcp.testing.StrictServer` (a real socket on
 127.0.0.1), wrapped in an ASGI middleware that answers 401 to any request without a
-token the fake authorization server (in-process, tests/auth/_fake_as.py) issued.
+token the fake authorization server (in-process, tests/auth/_fake_as.py) issued
+(tests/auth/_protected.py).
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import pytest
 
 from resilient_mcp import HTTPServer, connect
 from resilient_mcp.auth import AuthorizationFailed, HeadlessRedirect, OAuth
-from resilient_mcp.testing import Chaos, StrictServer, serve
+from resilient_mcp.testing import Chaos, serve
 
-from ._fake_as import BASE, FakeAS
+from ._fake_as import FakeAS
+from ._protected import Protected
 
 pytestmark = pytest.mark.anyio
-
-
-class Protected(StrictServer):
-    """A StrictServer that wants a bearer token the fake AS issued."""
-
-    def __init__(self, fake: FakeAS, **kw: Any) -> None:
-        super().__init__(**kw)
-        self.fake = fake
-        self.unauthorized = 0
-
-    def asgi_app(self) -> Any:
-        app = super().asgi_app()
-        fake = self.fake
-
-        async def protected(scope: Any, receive: Any, send: Any) -> None:
-            if scope["type"] == "http":
-                headers = dict(scope["headers"])
-                token = headers.get(b"authorization", b"").decode()[len("Bearer ") :]
-                if token not in fake.valid:
-                    self.unauthorized += 1
-                    metadata = f"{BASE}/.well-known/oauth-protected-resource/mcp"
-                    challenge = f'Bearer resource_metadata="{metadata}"'
-                    await send(
-                        {
-                            "type": "http.response.start",
-                            "status": 401,
-                            "headers": [
-                                (b"www-authenticate", challenge.encode()),
-                                (b"content-type", b"application/json"),
-                            ],
-                        }
-                    )
-                    # A body that would read as "not initialized" if it were classified
-                    # as a session failure.
-                    await send(
-                        {
-                            "type": "http.response.body",
-                            "body": b'{"jsonrpc":"2.0","id":null,"error":{"code":-32000,'
-                            b'"message":"Bad Request: Server not initialized"}}',
-                        }
-                    )
-                    return
-            await app(scope, receive, send)
-
-        return protected
 
 
 def oauth(fake: FakeAS) -> OAuth:
