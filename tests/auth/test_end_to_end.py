@@ -15,7 +15,7 @@ from resilient_mcp.auth import AuthorizationFailed, HeadlessRedirect, OAuth
 from resilient_mcp.testing import Chaos, serve
 
 from ._fake_as import FakeAS
-from ._protected import Protected
+from ._protected import Protected, discovery_requests
 
 pytestmark = pytest.mark.anyio
 
@@ -68,3 +68,21 @@ async def test_token_expiring_mid_chaos_run_fails_no_call_and_repeats_none() -> 
         assert auth.authorizations == 1
         assert fake.counts["grant:refresh_token"] == 2
         assert stats.faults  # chaos did strike
+
+
+async def test_an_auth_error_on_the_era_probe_ends_the_connect_once() -> None:
+    # The era probe (server/discover) gets the 401; the authorization fails. That is the
+    # connect's answer: no legacy initialize, so no second discovery.
+    fake = FakeAS(deny="access_denied")
+    server = Protected(fake)
+    async with serve(server) as running:
+        fake.prm_resource = running.url
+        with pytest.raises(AuthorizationFailed) as caught:
+            async with connect(HTTPServer(running.url, auth=oauth(fake))):
+                pass
+        stats = running.stats
+    assert caught.value.error == "access_denied"
+    assert discovery_requests(fake) == 2  # PRM and AS metadata, once each
+    assert fake.counts["/authorize"] == 1
+    assert server.answers == [("POST", 401)]  # the probe, and nothing after it
+    assert stats.initialize_requests == 0
