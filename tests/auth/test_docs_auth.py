@@ -37,7 +37,8 @@ def examples() -> dict[str, str]:
 def run_example(name: str, url: str) -> dict[str, Any]:
     code = examples()[name]
     namespace: dict[str, Any] = {"__name__": "__main__"}
-    exec(compile(code.replace(PLACEHOLDER, url), f"docs/auth.md:{name}", "exec"), namespace)  # noqa: S102 - our own docs
+    source = compile(code.replace(PLACEHOLDER, url), f"docs/auth.md:{name}", "exec")
+    exec(source, namespace)  # our own docs, as a reader would run them
     return namespace
 
 
