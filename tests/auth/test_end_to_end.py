@@ -8,7 +8,10 @@ token the fake authorization server (in-process, tests/auth/_fake_as.py) issued
 
 from __future__ import annotations
 
+import logging
+
 import pytest
+from structlog.testing import capture_logs
 
 from resilient_mcp import HTTPServer, connect
 from resilient_mcp.auth import AuthorizationFailed, HeadlessRedirect, OAuth
@@ -86,3 +89,46 @@ async def test_an_auth_error_on_the_era_probe_ends_the_connect_once() -> None:
     assert fake.counts["/authorize"] == 1
     assert server.answers == [("POST", 401)]  # the probe, and nothing after it
     assert stats.initialize_requests == 0
+
+
+async def test_no_secret_in_logs_reprs_or_errors_across_a_full_flow(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A confidential DCR client (a secret), an authorization, a refresh, an expiry and a
+    # failed re-authorization, through connect() with the library's own logger (stdlib
+    # `resilient_mcp`, at DEBUG) and anything logged through structlog's configuration.
+    caplog.set_level(logging.DEBUG, logger="resilient_mcp")
+    fake = FakeAS(registration_method="client_secret_post")
+    server = Protected(fake)
+    failures: list[BaseException] = []
+    with capture_logs() as logs:
+        async with serve(server) as running:
+            fake.prm_resource = running.url
+            auth = oauth(fake)
+            async with connect(HTTPServer(running.url, auth=auth)) as client:
+                await client.call_tool("increment", {"key": "a"})
+                fake.revoke_all()
+                await client.call_tool("increment", {"key": "b"})
+                fake.revoke_all()
+                fake.refresh_tokens.clear()
+                fake.tamper_state = True
+                with pytest.raises(AuthorizationFailed) as caught:
+                    await client.call_tool("increment", {"key": "c"})
+                failures.append(caught.value)
+                texts = [repr(auth), repr(client), repr(auth._storage), repr(auth._client)]
+                texts += [repr(await auth._storage.get_token(auth._server or ""))]
+    texts += [repr(logs), caplog.text, *(str(e) for e in failures), *(repr(e) for e in failures)]
+    texts += [repr(e.__cause__) for e in failures] + [repr(e.__context__) for e in failures]
+    secrets = ["s3cr3t-client", *fake.valid, *fake.refresh_tokens, "access-", "refresh-"]
+    secrets += [
+        form[key]
+        for form in fake.form("/token")
+        for key in ("code", "code_verifier")
+        if key in form
+    ]
+    for event in ("auth.authorize", "auth.refresh.done", "auth.token.issued"):
+        assert event in caplog.text  # the flow did log
+    assert len(secrets) >= 5  # the secret, a code, a verifier and the token prefixes
+    for text in texts:
+        for secret in secrets:
+            assert secret not in text, (secret, text)

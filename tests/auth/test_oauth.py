@@ -176,6 +176,7 @@ async def test_100_concurrent_401s_one_authorization_other_traffic_not_serialize
         for _ in range(100):
             tg.start_soon(call)
     assert statuses == [200] * 100
+    assert fake.counts["/mcp"] == 200  # every one got its 401 before the token existed
     assert auth.authorizations == 1
     assert fake.counts["/authorize"] == 1
     assert fake.counts["/register"] == 1
