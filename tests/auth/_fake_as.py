@@ -38,6 +38,7 @@ class FakeAS:
     prm_resource: str = f"{BASE}/mcp"
     prm_status: int = 200
     as_metadata: bool = True
+    as_status: int = 200  # of the authorization server metadata
     refresh_rotates: bool = True
     expires_in: int = 3600
     tamper_state: bool = False
@@ -68,6 +69,8 @@ class FakeAS:
                 doc["scopes_supported"] = self.scopes_supported
             return httpx.Response(200, json=doc)
         if path == "/.well-known/oauth-authorization-server" and self.as_metadata:
+            if self.as_status != 200:
+                return httpx.Response(self.as_status)
             meta: dict[str, Any] = {
                 "issuer": self.base,
                 "authorization_endpoint": f"{self.base}/authorize",
