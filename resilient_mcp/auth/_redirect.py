@@ -9,6 +9,7 @@ terminal (the system browser, and a one-shot listener on the loopback redirect U
 
 from __future__ import annotations
 
+import contextlib
 import webbrowser
 from collections.abc import Awaitable, Callable, Mapping
 from urllib.parse import parse_qsl, urlsplit
@@ -27,6 +28,8 @@ RedirectHandler = Callable[[str], Awaitable[Mapping[str, str]]]
 """``async (authorization_url) -> callback query parameters`` (``code``, ``state``, ...)."""
 
 _HEAD_LIMIT = 16 * 1024
+# A connection that sends no request head within this long is dropped.
+_HEAD_TIMEOUT = 30.0
 
 
 def _query(url: str) -> dict[str, str]:
@@ -77,25 +80,31 @@ class HeadlessRedirect:
 class BrowserRedirect:
     """Opens the authorization URL in a browser and waits for the redirect on loopback.
 
-    A one-shot HTTP listener on ``host:port`` (by default the host and port of the
+    A listener on ``host:port`` (by default 127.0.0.1 and the port of the
     ``redirect_uri`` in the authorization URL) takes the browser's callback, answers it
-    with a short page, and returns its query parameters.
+    with a short page, and returns its query parameters. Other requests to it (a
+    favicon, a stray or broken connection) get a 404 or are dropped, and it keeps
+    waiting; it is closed before the call returns, whatever happened.
 
     Args:
-        open_browser: opens a URL (``webbrowser.open``; run in a worker thread). Pass
-            e.g. ``print`` to show the URL instead.
-        host: the address to listen on.
+        open_browser: called (in a worker thread) with the authorization URL to show it
+            to the person: the seam for "open this URL". Default: ``webbrowser.open``,
+            looked up at call time. Pass e.g. ``print`` to show the URL instead (over
+            SSH), or a function that drives a browser in tests.
+        host: the address to listen on (keep it loopback: the callback carries the code).
         port: the port to listen on (default: the redirect URI's).
         timeout: how long to wait for the person, in seconds.
 
     Raises:
-        AuthorizationFailed: (when called) no callback within ``timeout``.
+        AuthorizationFailed: (when called) no callback within ``timeout``, or
+            ``open_browser`` failed.
         UsageError: (when called) the redirect URI is not a loopback ``http://`` URI.
+        OSError: (when called) the port cannot be listened on (it is taken).
     """
 
     def __init__(
         self,
-        open_browser: Callable[[str], object] = webbrowser.open,
+        open_browser: Callable[[str], object] | None = None,
         host: str = "127.0.0.1",
         port: int | None = None,
         *,
@@ -119,42 +128,70 @@ class BrowserRedirect:
             )
         port = self._port if self._port is not None else (target.port or 80)
         path = target.path or "/"
+        opener = self._open if self._open is not None else webbrowser.open
         result: dict[str, str] = {}
         done = anyio.Event()
+        failed: list[BaseException] = []
         listener = await anyio.create_tcp_listener(local_host=self._host, local_port=port)
 
         async def handle(stream: anyio.abc.SocketStream) -> None:
-            async with stream:
-                head = b""
-                with anyio.move_on_after(30):
-                    while b"\r\n\r\n" not in head and len(head) < _HEAD_LIMIT:
-                        try:
-                            head += await stream.receive(4096)
-                        except (anyio.EndOfStream, anyio.BrokenResourceError):
-                            return
-                line = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")
-                url = line[1] if len(line) >= 2 else ""
-                params = _query(url)
-                if urlsplit(url).path != path or not ({"code", "error"} & params.keys()):
-                    await stream.send(_page(404, "Not the authorization callback."))
-                    return
-                await stream.send(_page(200, "Authorization complete: you can close this tab."))
-                if not done.is_set():
-                    result.update(params)
-                    done.set()
+            # A connection that breaks (a browser giving up, a port scanner) must not
+            # end the wait: only this connection is dropped.
+            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                async with stream:
+                    params = await _read_callback(stream, path)
+                    if params is None:
+                        await stream.send(_page(404, "Not the authorization callback."))
+                        return
+                    await stream.send(_page(200, "Authorization complete: you can close this tab."))
+                    if not done.is_set():  # the first callback wins; a repeat changes nothing
+                        result.update(params)
+                        done.set()
+
+        async def show() -> None:
+            try:
+                # Abandoned once the callback came: an opener that blocks (a browser
+                # kept in the foreground) must not hold the flow.
+                await anyio.to_thread.run_sync(opener, authorization_url, abandon_on_cancel=True)
+            except Exception as exc:  # reported below, as a typed error
+                failed.append(exc)
+                done.set()
 
         async with listener, anyio.create_task_group() as tg:
             tg.start_soon(listener.serve, handle, tg)
-            await anyio.to_thread.run_sync(self._open, authorization_url)
+            tg.start_soon(show)
             with anyio.move_on_after(self._timeout):
                 await done.wait()
             tg.cancel_scope.cancel()
-        if not done.is_set():
+        if result:
+            return result
+        if failed:
+            # Its text may quote the URL (state, challenge): only the type.
             raise AuthorizationFailed(
-                f"no authorization callback within {self._timeout:g} s: open the URL "
-                "yourself, or raise BrowserRedirect(timeout=...)"
+                f"could not show the authorization URL ({type(failed[0]).__name__}): "
+                "pass BrowserRedirect(open_browser=print) to print it instead"
             )
-        return result
+        raise AuthorizationFailed(
+            f"no authorization callback within {self._timeout:g} s: open the URL "
+            "yourself, or raise BrowserRedirect(timeout=...)"
+        )
+
+
+async def _read_callback(stream: anyio.abc.SocketStream, path: str) -> dict[str, str] | None:
+    """The callback's query parameters, or None for any other request."""
+    head = b""
+    with anyio.move_on_after(_HEAD_TIMEOUT):
+        while b"\r\n\r\n" not in head and len(head) < _HEAD_LIMIT:
+            try:
+                head += await stream.receive(4096)
+            except anyio.EndOfStream:
+                break
+    line = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")
+    url = line[1] if len(line) >= 2 else ""
+    params = _query(url)
+    if line[0] != "GET" or urlsplit(url).path != path or not ({"code", "error"} & params.keys()):
+        return None
+    return params
 
 
 def _page(status: int, text: str) -> bytes:

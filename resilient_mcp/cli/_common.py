@@ -13,6 +13,7 @@ import resilient_mcp
 from resilient_mcp import Client, MCPError
 
 from . import _render as render
+from ._auth import ENV, AuthOptions
 from ._exit import exit_code
 from ._target import Target, build_target
 
@@ -58,6 +59,41 @@ def target_options(func: F) -> F:
             show_default=True,
             help="Seconds for the handshake and for each request.",
         ),
+        click.option(
+            "--auth",
+            "auth_kind",
+            type=click.Choice(["none", "oauth", "client-credentials"]),
+            default="none",
+            show_default=True,
+            envvar=ENV["auth"],
+            help="OAuth for a protected HTTP server: oauth (a browser, tokens kept in "
+            "--token-store) or client-credentials (machine to machine).",
+        ),
+        click.option(
+            "--client-id", envvar=ENV["client_id"], help="A pre-registered OAuth client id."
+        ),
+        click.option(
+            "--client-secret",
+            envvar=ENV["client_secret"],
+            show_envvar=True,
+            help="Its secret (prefer the environment variable; never printed).",
+        ),
+        click.option(
+            "--token-store",
+            type=click.Path(dir_okay=False),
+            envvar=ENV["token_store"],
+            help="The token file (mode 0600) [default: tokens.json in the user's "
+            "config dir for resilient-mcp].",
+        ),
+        click.option(
+            "--scope", "scopes", multiple=True, help="An OAuth scope to ask for (repeatable)."
+        ),
+        click.option(
+            "--bearer",
+            envvar=ENV["bearer"],
+            show_envvar=True,
+            help="A bearer token you already have (never printed).",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -78,6 +114,14 @@ def make_target(params: dict[str, Any], url: str | None) -> Target:
         era=params.pop("era"),
         transport=params.pop("transport"),
         timeout=params.pop("timeout"),
+        auth=AuthOptions(
+            kind=params.pop("auth_kind"),
+            client_id=params.pop("client_id"),
+            client_secret=params.pop("client_secret"),
+            token_store=params.pop("token_store"),
+            scopes=tuple(params.pop("scopes")),
+            bearer=params.pop("bearer"),
+        ),
     )
 
 

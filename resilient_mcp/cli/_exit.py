@@ -10,6 +10,7 @@ import enum
 from typing import Final
 
 from resilient_mcp import _exceptions as errors
+from resilient_mcp.auth import AuthError
 
 
 class Exit(enum.IntEnum):
@@ -33,7 +34,8 @@ class Exit(enum.IntEnum):
     HTTP_STATUS = 8
     """An HTTP status no other class explains (405, 500, ...)."""
     AUTH = 9
-    """HTTP 401 or 403: credentials missing or refused."""
+    """HTTP 401 or 403, or an authorization (`--auth`) that failed: credentials missing
+    or refused."""
     SERVER_ERROR = 10
     """A JSON-RPC error answer (invalid params, method or resource not found, ...)."""
     TIMEOUT = 11
@@ -73,6 +75,8 @@ def exit_code(error: errors.MCPError) -> Exit:
     """The exit code for an error of the library's tree."""
     if isinstance(error, errors.HTTPStatusError):
         return Exit.AUTH if error.status_code in _AUTH_STATUSES else Exit.HTTP_STATUS
+    if isinstance(error, AuthError):  # --auth: authorization failed
+        return Exit.AUTH
     for cls, code in _TABLE:
         if isinstance(error, cls):
             return code

@@ -18,6 +18,8 @@ import click
 from resilient_mcp import HTTPServer, StdioServer, Timeouts
 from resilient_mcp._targets import resolve_target
 
+from ._auth import AuthOptions, build_auth
+
 TransportChoice = Literal["auto", "streamable-http", "sse", "stdio"]
 EraChoice = Literal["auto", "legacy", "modern"]
 
@@ -99,12 +101,17 @@ def build_target(
     era: EraChoice,
     transport: TransportChoice,
     timeout: float,
+    auth: AuthOptions | None = None,
 ) -> Target:
     """Resolve exactly one target from the command line.
 
+    ``auth`` (the ``--auth`` options, :mod:`._auth`) becomes ``HTTPServer(auth=...)``,
+    or an ``Authorization`` header for ``--bearer``.
+
     Raises:
         click.UsageError: no target, several, or options that do not fit the target
-            (``--header`` with a stdio server, ``--transport stdio`` with a URL).
+            (``--header`` or auth with a stdio server, ``--transport stdio`` with a
+            URL, auth options that do not go together).
     """
     given = [bool(url), bool(command), bool(config)]
     if sum(given) != 1:
@@ -116,15 +123,21 @@ def build_target(
     if timeout <= 0:
         raise click.UsageError("--timeout must be positive")
     extra = parse_headers(headers)
+    auth_options = auth if auth is not None else AuthOptions()
+    authorizer, auth_headers = build_auth(auth_options)
+    authorized = authorizer is not None or bool(auth_headers)
+    extra = {**extra, **auth_headers}
     resolved: HTTPServer | StdioServer
     if url:
         if transport == "stdio":
             raise click.UsageError("--transport stdio needs a command after `--`, not a URL")
-        resolved = HTTPServer(url, headers=extra or None, transport=transport)
+        resolved = HTTPServer(url, headers=extra or None, transport=transport, auth=authorizer)
         label = url
     elif command:
         if transport not in ("auto", "stdio"):
             raise click.UsageError(f"--transport {transport} needs a URL, not a command")
+        if authorized:
+            raise click.UsageError("--auth and --bearer apply to HTTP servers only")
         if extra:
             raise click.UsageError("--header applies to HTTP servers only")
         resolved = StdioServer(command[0], args=tuple(command[1:]))
@@ -138,9 +151,16 @@ def build_target(
             chosen = target.transport if transport == "auto" else transport
             if chosen == "stdio":
                 raise click.UsageError("--transport stdio does not fit a url entry")
-            resolved = HTTPServer(target.url, headers=merged or None, transport=chosen)
+            resolved = HTTPServer(
+                target.url,
+                headers=merged or None,
+                transport=chosen,
+                auth=authorizer if authorizer is not None else target.auth,
+            )
             label = target.url
         else:
+            if authorized:
+                raise click.UsageError("--auth and --bearer apply to HTTP servers only")
             if extra:
                 raise click.UsageError("--header applies to HTTP servers only")
             resolved = target

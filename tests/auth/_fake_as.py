@@ -5,6 +5,10 @@ The resource at ``/mcp`` answers 200 only to a valid bearer token (401 with a
 requires is missing); the authorization server issues codes at ``/authorize`` (a
 redirect, as :class:`HeadlessRedirect` expects), tokens at ``/token`` and registrations
 at ``/register``. Counters record what each endpoint saw.
+
+``base`` is where it lives: an address nothing listens on for the in-process client
+(:meth:`FakeAS.client`), or a real server's origin when tests/auth/_protected.py serves
+it next to a real MCP server.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit
 
 import httpx
 
@@ -25,6 +29,7 @@ BASE = "http://127.0.0.1:9"
 
 @dataclass
 class FakeAS:
+    base: str = BASE
     scopes_supported: list[str] | None = field(default_factory=lambda: ["mcp"])
     required: set[str] = field(default_factory=set)
     pkce: list[str] | None = field(default_factory=lambda: ["S256"])
@@ -33,9 +38,13 @@ class FakeAS:
     prm_resource: str = f"{BASE}/mcp"
     prm_status: int = 200
     as_metadata: bool = True
+    as_status: int = 200  # of the authorization server metadata
     refresh_rotates: bool = True
     expires_in: int = 3600
     tamper_state: bool = False
+    deny: str | None = None  # /authorize redirects back with this error (access_denied)
+    # Confidential clients the token endpoint checks for the client_credentials grant.
+    service_clients: dict[str, str] = field(default_factory=lambda: {"svc-id": "svc-secret"})
     counts: Counter[str] = field(default_factory=Counter)
     seen: list[httpx.Request] = field(default_factory=list)
     valid: dict[str, set[str]] = field(default_factory=dict)  # token -> scopes
@@ -52,17 +61,31 @@ class FakeAS:
         if path == "/.well-known/oauth-protected-resource/mcp" and self.prm:
             if self.prm_status != 200:
                 return httpx.Response(self.prm_status)
-            doc: dict[str, Any] = {"resource": self.prm_resource, "authorization_servers": [BASE]}
+            doc: dict[str, Any] = {
+                "resource": self.prm_resource,
+                "authorization_servers": [self.base],
+            }
             if self.scopes_supported is not None:
                 doc["scopes_supported"] = self.scopes_supported
             return httpx.Response(200, json=doc)
         if path == "/.well-known/oauth-authorization-server" and self.as_metadata:
+            if self.as_status != 200:
+                return httpx.Response(self.as_status)
             meta: dict[str, Any] = {
-                "issuer": BASE,
-                "authorization_endpoint": f"{BASE}/authorize",
-                "token_endpoint": f"{BASE}/token",
-                "registration_endpoint": f"{BASE}/register",
-                "token_endpoint_auth_methods_supported": ["client_secret_post", "none"],
+                "issuer": self.base,
+                "authorization_endpoint": f"{self.base}/authorize",
+                "token_endpoint": f"{self.base}/token",
+                "registration_endpoint": f"{self.base}/register",
+                "token_endpoint_auth_methods_supported": [
+                    "client_secret_post",
+                    "client_secret_basic",
+                    "none",
+                ],
+                "grant_types_supported": [
+                    "authorization_code",
+                    "refresh_token",
+                    "client_credentials",
+                ],
             }
             if self.pkce is not None:
                 meta["code_challenge_methods_supported"] = self.pkce
@@ -80,7 +103,10 @@ class FakeAS:
             code = f"code-{next(self._ids)}"
             self.codes[code] = (q["code_challenge"], set(q.get("scope", "").split()))
             state = "forged" if self.tamper_state else q["state"]
-            target = f"{q['redirect_uri']}?{urlencode({'code': code, 'state': state})}"
+            answer = {"code": code, "state": state}
+            if self.deny is not None:
+                answer = {"error": self.deny, "state": state}
+            target = f"{q['redirect_uri']}?{urlencode(answer)}"
             return httpx.Response(302, headers={"Location": target})
         if path == "/token":
             return self._token(request)
@@ -88,7 +114,9 @@ class FakeAS:
 
     def _resource(self, request: httpx.Request) -> httpx.Response:
         header = request.headers.get("authorization", "")
-        challenge = f'Bearer resource_metadata="{BASE}/.well-known/oauth-protected-resource/mcp"'
+        challenge = (
+            f'Bearer resource_metadata="{self.base}/.well-known/oauth-protected-resource/mcp"'
+        )
         if not header.startswith("Bearer ") or header[7:] not in self.valid:
             return httpx.Response(401, headers={"WWW-Authenticate": challenge})
         granted = self.valid[header[7:]]
@@ -133,13 +161,20 @@ class FakeAS:
             else:
                 del issued["refresh_token"]
             return httpx.Response(200, json=issued)
+        if form["grant_type"] == "client_credentials":
+            client_id, secret = _client_auth(request, form)
+            if self.service_clients.get(client_id) != secret or not secret:
+                return httpx.Response(401, json={"error": "invalid_client"})
+            issued = self._issue(set(form.get("scope", "").split()))
+            del issued["refresh_token"]  # RFC 6749 §4.4.3: no refresh token here
+            return httpx.Response(200, json=issued)
         return httpx.Response(400, json={"error": "unsupported_grant_type"})
 
     def revoke_all(self) -> None:
         self.valid.clear()
 
     def client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(transport=httpx.MockTransport(self.handler), base_url=BASE)
+        return httpx.AsyncClient(transport=httpx.MockTransport(self.handler), base_url=self.base)
 
     def form(self, path: str) -> list[dict[str, str]]:
         return [
@@ -147,3 +182,14 @@ class FakeAS:
             for r in self.seen
             if urlsplit(str(r.url)).path == path
         ]
+
+
+def _client_auth(request: httpx.Request, form: dict[str, str]) -> tuple[str, str]:
+    """The client id and secret of a token request: Basic (RFC 6749 §2.3.1: each part
+    form-urlencoded) or in the body."""
+    header = request.headers.get("authorization", "")
+    if header.startswith("Basic "):
+        raw = base64.b64decode(header[6:]).decode()
+        client_id, _, secret = raw.partition(":")
+        return unquote_plus(client_id), unquote_plus(secret)
+    return form.get("client_id", ""), form.get("client_secret", "")

@@ -2,67 +2,25 @@
 
 The MCP server is the real `resilient_mcp.testing.StrictServer` (a real socket on
 127.0.0.1), wrapped in an ASGI middleware that answers 401 to any request without a
-token the fake authorization server (in-process, tests/auth/_fake_as.py) issued.
+token the fake authorization server (in-process, tests/auth/_fake_as.py) issued
+(tests/auth/_protected.py).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import logging
 
 import pytest
+from structlog.testing import capture_logs
 
 from resilient_mcp import HTTPServer, connect
 from resilient_mcp.auth import AuthorizationFailed, HeadlessRedirect, OAuth
-from resilient_mcp.testing import Chaos, StrictServer, serve
+from resilient_mcp.testing import Chaos, serve
 
-from ._fake_as import BASE, FakeAS
+from ._fake_as import FakeAS
+from ._protected import Protected, discovery_requests
 
 pytestmark = pytest.mark.anyio
-
-
-class Protected(StrictServer):
-    """A StrictServer that wants a bearer token the fake AS issued."""
-
-    def __init__(self, fake: FakeAS, **kw: Any) -> None:
-        super().__init__(**kw)
-        self.fake = fake
-        self.unauthorized = 0
-
-    def asgi_app(self) -> Any:
-        app = super().asgi_app()
-        fake = self.fake
-
-        async def protected(scope: Any, receive: Any, send: Any) -> None:
-            if scope["type"] == "http":
-                headers = dict(scope["headers"])
-                token = headers.get(b"authorization", b"").decode()[len("Bearer ") :]
-                if token not in fake.valid:
-                    self.unauthorized += 1
-                    metadata = f"{BASE}/.well-known/oauth-protected-resource/mcp"
-                    challenge = f'Bearer resource_metadata="{metadata}"'
-                    await send(
-                        {
-                            "type": "http.response.start",
-                            "status": 401,
-                            "headers": [
-                                (b"www-authenticate", challenge.encode()),
-                                (b"content-type", b"application/json"),
-                            ],
-                        }
-                    )
-                    # A body that would read as "not initialized" if it were classified
-                    # as a session failure.
-                    await send(
-                        {
-                            "type": "http.response.body",
-                            "body": b'{"jsonrpc":"2.0","id":null,"error":{"code":-32000,'
-                            b'"message":"Bad Request: Server not initialized"}}',
-                        }
-                    )
-                    return
-            await app(scope, receive, send)
-
-        return protected
 
 
 def oauth(fake: FakeAS) -> OAuth:
@@ -113,3 +71,64 @@ async def test_token_expiring_mid_chaos_run_fails_no_call_and_repeats_none() -> 
         assert auth.authorizations == 1
         assert fake.counts["grant:refresh_token"] == 2
         assert stats.faults  # chaos did strike
+
+
+async def test_an_auth_error_on_the_era_probe_ends_the_connect_once() -> None:
+    # The era probe (server/discover) gets the 401; the authorization fails. That is the
+    # connect's answer: no legacy initialize, so no second discovery.
+    fake = FakeAS(deny="access_denied")
+    server = Protected(fake)
+    async with serve(server) as running:
+        fake.prm_resource = running.url
+        with pytest.raises(AuthorizationFailed) as caught:
+            async with connect(HTTPServer(running.url, auth=oauth(fake))):
+                pass
+        stats = running.stats
+    assert caught.value.error == "access_denied"
+    assert discovery_requests(fake) == 2  # PRM and AS metadata, once each
+    assert fake.counts["/authorize"] == 1
+    assert server.answers == [("POST", 401)]  # the probe, and nothing after it
+    assert stats.initialize_requests == 0
+
+
+async def test_no_secret_in_logs_reprs_or_errors_across_a_full_flow(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A confidential DCR client (a secret), an authorization, a refresh, an expiry and a
+    # failed re-authorization, through connect() with the library's own logger (stdlib
+    # `resilient_mcp`, at DEBUG) and anything logged through structlog's configuration.
+    caplog.set_level(logging.DEBUG, logger="resilient_mcp")
+    fake = FakeAS(registration_method="client_secret_post")
+    server = Protected(fake)
+    failures: list[BaseException] = []
+    with capture_logs() as logs:
+        async with serve(server) as running:
+            fake.prm_resource = running.url
+            auth = oauth(fake)
+            async with connect(HTTPServer(running.url, auth=auth)) as client:
+                await client.call_tool("increment", {"key": "a"})
+                fake.revoke_all()
+                await client.call_tool("increment", {"key": "b"})
+                fake.revoke_all()
+                fake.refresh_tokens.clear()
+                fake.tamper_state = True
+                with pytest.raises(AuthorizationFailed) as caught:
+                    await client.call_tool("increment", {"key": "c"})
+                failures.append(caught.value)
+                texts = [repr(auth), repr(client), repr(auth._storage), repr(auth._client)]
+                texts += [repr(await auth._storage.get_token(auth._server or ""))]
+    texts += [repr(logs), caplog.text, *(str(e) for e in failures), *(repr(e) for e in failures)]
+    texts += [repr(e.__cause__) for e in failures] + [repr(e.__context__) for e in failures]
+    secrets = ["s3cr3t-client", *fake.valid, *fake.refresh_tokens, "access-", "refresh-"]
+    secrets += [
+        form[key]
+        for form in fake.form("/token")
+        for key in ("code", "code_verifier")
+        if key in form
+    ]
+    for event in ("auth.authorize", "auth.refresh.done", "auth.token.issued"):
+        assert event in caplog.text  # the flow did log
+    assert len(secrets) >= 5  # the secret, a code, a verifier and the token prefixes
+    for text in texts:
+        for secret in secrets:
+            assert secret not in text, (secret, text)

@@ -143,6 +143,17 @@ async def test_5xx_during_discovery_is_a_typed_error_not_the_legacy_path() -> No
     assert fake.counts["/authorize"] == 0
 
 
+async def test_5xx_on_the_authorization_server_metadata_is_a_typed_error() -> None:
+    fake = FakeAS(as_status=502)
+    _, client = make(fake)
+    with pytest.raises(AuthDiscoveryError) as caught:
+        await client.post(f"{BASE}/mcp")
+    assert caught.value.status_code == 502
+    # An outage, not "no metadata": no OIDC guess, no 2025-03-26 default endpoints.
+    assert fake.counts["/.well-known/openid-configuration"] == 0
+    assert fake.counts["/authorize"] == fake.counts["/register"] == fake.counts["/token"] == 0
+
+
 async def test_resource_mismatch_aborts_before_authorize() -> None:
     fake = FakeAS(prm_resource="https://evil.example.com/mcp")
     _, client = make(fake)
@@ -176,6 +187,7 @@ async def test_100_concurrent_401s_one_authorization_other_traffic_not_serialize
         for _ in range(100):
             tg.start_soon(call)
     assert statuses == [200] * 100
+    assert fake.counts["/mcp"] == 200  # every one got its 401 before the token existed
     assert auth.authorizations == 1
     assert fake.counts["/authorize"] == 1
     assert fake.counts["/register"] == 1
