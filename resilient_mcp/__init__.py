@@ -30,6 +30,7 @@ from ._client import Client, connect
 from ._config import USE_CLIENT_DEFAULT, Limits, Timeouts
 from ._detection import Detection, DetectionCache
 from ._exceptions import (
+    AuthError,
     ClientClosed,
     ConnectError,
     ConnectionLost,
@@ -85,6 +86,7 @@ __all__ = [
     "MODERN_PROTOCOL_VERSIONS",
     "SUPPORTED_PROTOCOL_VERSIONS",
     "USE_CLIENT_DEFAULT",
+    "AuthError",
     "Client",
     "ClientClosed",
     "ClientGroup",

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from .types import CallToolResult
 
 __all__ = [
+    "AuthError",
     "ClientClosed",
     "ConnectError",
     "ConnectionLost",
@@ -172,6 +173,21 @@ def _rebuild(cls: type[MCPError], args: tuple[Any, ...], state: dict[str, Any]) 
 
 
 # --- transport ------------------------------------------------------------------------
+
+
+class AuthError(MCPError):
+    """OAuth authorization failed (:mod:`resilient_mcp.auth`, which exports it with its
+    subclasses); the request was not executed.
+
+    Never retried, never a new handshake; messages say what to do and never hold a token,
+    code, verifier or secret. ``error``: the OAuth error code the server answered, if any.
+    """
+
+    default_execution = Execution.NOT_EXECUTED
+
+    def __init__(self, message: str, *, error: str | None = None, **context: Any) -> None:
+        super().__init__(message, **context)
+        self.error = error
 
 
 class TransportError(MCPError):

@@ -10,9 +10,8 @@ user) skips the probes it no longer needs; an entry that stops holding is droppe
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
 
 import httpx
@@ -28,7 +27,6 @@ from ._targets import HTTPServer
 from ._transports.base import Transport
 from ._transports.stdio import StdioTransport
 from ._versions import MODERN_PROTOCOL_VERSIONS
-from .auth._errors import AuthError
 from .types import EraMode
 
 __all__ = ["first_transport", "negotiate"]
@@ -174,26 +172,20 @@ class _Negotiation:
         if stdio is not None:
             stdio.watch_probes()
         abandoned = False
-        auth_failure: list[AuthError] = []
         try:
-            with _auth_failures_of(era, auth_failure):
-                verdict = await probe(
-                    era,
-                    silence_is_legacy=stdio is not None,
-                    cached=cached,
-                    # A stdio server's silence counts from its first output: starting is
-                    # not ignoring (an interpreter importing, npx installing a package).
-                    shows_life=stdio.shows_life if stdio is not None else None,
-                )
+            # An AuthError ends the connect here (the probe never takes it for "legacy").
+            verdict = await probe(
+                era,
+                silence_is_legacy=stdio is not None,
+                cached=cached,
+                # A stdio server's silence counts from its first output: starting is
+                # not ignoring (an interpreter importing, npx installing a package).
+                shows_life=stdio.shows_life if stdio is not None else None,
+            )
             abandoned = verdict.unanswered
         finally:
             if stdio is not None:
                 stdio.end_probes(abandoned=abandoned)  # a late answer is then expected
-        if auth_failure:
-            # The probe was refused by authorization, not by an era: that is the
-            # connect's answer. A legacy `initialize` would only meet the same 401 and
-            # run the whole authorization (discovery, the person's consent) again.
-            raise auth_failure[0]
         if verdict.discover is None:
             return verdict.unanswered
         if cached is not None:
@@ -223,29 +215,6 @@ class _Negotiation:
                 discover_expires=expires,
             ),
         )
-
-
-@contextlib.contextmanager
-def _auth_failures_of(era: ModernEra, failures: list[AuthError]) -> Iterator[None]:
-    """Record in ``failures`` the AuthError of any request ``era`` makes meanwhile.
-
-    The probe takes every refusal for "not modern"; an authorization failure is not
-    one, and only the request itself sees it (the auth object raises it inside httpx).
-    """
-    request = era.request
-
-    async def watched(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return await request(*args, **kwargs)
-        except AuthError as exc:
-            failures.append(exc)
-            raise
-
-    era.request = watched  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        del era.request  # the class's own again, for the session's life
 
 
 def _refuses_transport(error: MCPError, transport: str) -> bool:

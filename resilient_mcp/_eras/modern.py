@@ -20,6 +20,7 @@ import pydantic
 
 from .._deadline import Deadline
 from .._exceptions import (
+    AuthError,
     ConnectionLost,
     Execution,
     MCPError,
@@ -270,8 +271,10 @@ async def probe(
                 return Verdict(None, unanswered=True)  # a legacy server ignoring it
             if silence_is_legacy and isinstance(exc, ConnectionLost):
                 return Verdict(None)  # one that ended the connection over it
-            if is_outage(exc):
-                raise  # an outage is never an era verdict
+            if is_outage(exc) or isinstance(exc, AuthError):
+                # An outage is never an era verdict; nor is a failed authorization: a
+                # legacy `initialize` would meet the same 401 and authorize all over.
+                raise
             era.setup.log().debug("era.probe_refused", error=type(exc).__name__)
             return Verdict(None)  # any other refusal: a legacy server (whatever code it used)
         raw = reply.result

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._exceptions import Execution, MCPError
+# Defined with the core's errors, so the core can tell an authorization failure from a
+# server's refusal (an era probe, say) without importing this package.
+from .._exceptions import AuthError
 
 __all__ = [
     "AuthDiscoveryError",
@@ -31,20 +33,6 @@ __all__ = [
     "RegistrationError",
     "ResourceMismatch",
 ]
-
-
-class AuthError(MCPError):
-    """OAuth authorization failed (:mod:`resilient_mcp.auth`); the request was not executed.
-
-    Never retried, never a new handshake; messages say what to do and never hold a token,
-    code, verifier or secret. ``error``: the OAuth error code the server answered, if any.
-    """
-
-    default_execution = Execution.NOT_EXECUTED
-
-    def __init__(self, message: str, *, error: str | None = None, **context: Any) -> None:
-        super().__init__(message, **context)
-        self.error = error
 
 
 class AuthDiscoveryError(AuthError):
