@@ -17,7 +17,9 @@ import base64
 import hashlib
 import itertools
 import json
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit
@@ -51,6 +53,13 @@ class FakeAS:
     refresh_tokens: dict[str, set[str]] = field(default_factory=dict)
     codes: dict[str, tuple[str, set[str]]] = field(default_factory=dict)
     _ids: Any = field(default_factory=itertools.count)
+    # When tokens expire, by this clock (the tests share a fake one with the client's).
+    clock: Callable[[], float] = time.time
+    expiry: dict[str, float] = field(default_factory=dict)  # token -> when it expires
+
+    def is_valid(self, token: str) -> bool:
+        """Issued, not revoked, and not expired by :attr:`clock`."""
+        return token in self.valid and self.clock() < self.expiry.get(token, float("inf"))
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         self.seen.append(request)
@@ -117,7 +126,7 @@ class FakeAS:
         challenge = (
             f'Bearer resource_metadata="{self.base}/.well-known/oauth-protected-resource/mcp"'
         )
-        if not header.startswith("Bearer ") or header[7:] not in self.valid:
+        if not header.startswith("Bearer ") or not self.is_valid(header[7:]):
             return httpx.Response(401, headers={"WWW-Authenticate": challenge})
         granted = self.valid[header[7:]]
         if not self.required <= granted:
@@ -133,6 +142,7 @@ class FakeAS:
         n = next(self._ids)
         access, refresh = f"access-{n}", f"refresh-{n}"
         self.valid[access] = scopes
+        self.expiry[access] = self.clock() + self.expires_in
         self.refresh_tokens[refresh] = scopes
         return {
             "access_token": access,

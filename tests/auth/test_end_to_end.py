@@ -9,12 +9,15 @@ token the fake authorization server (in-process, tests/auth/_fake_as.py) issued
 from __future__ import annotations
 
 import logging
+import time
+from types import SimpleNamespace
 
+import anyio
 import pytest
 from structlog.testing import capture_logs
 
 from resilient_mcp import HTTPServer, connect
-from resilient_mcp.auth import AuthorizationFailed, HeadlessRedirect, OAuth
+from resilient_mcp.auth import AuthorizationFailed, HeadlessRedirect, OAuth, _metadata
 from resilient_mcp.testing import Chaos, serve
 
 from ._fake_as import FakeAS
@@ -71,6 +74,46 @@ async def test_token_expiring_mid_chaos_run_fails_no_call_and_repeats_none() -> 
         assert auth.authorizations == 1
         assert fake.counts["grant:refresh_token"] == 2
         assert stats.faults  # chaos did strike
+
+
+async def test_tokens_expiring_by_time_under_concurrent_chaos(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The token's lifetime runs out twice while 20 calls are in flight at once on a
+    # server that refuses 15 % of requests with 503. The client and the server read
+    # one fake clock: calls that start after the jump see the token expired and
+    # refresh before sending; calls already on the wire with it meet the server's 401.
+    # Every expiry costs one refresh however many calls meet it; nothing fails, nothing
+    # runs twice, the session is never renewed.
+    now = [time.time()]
+    fake = FakeAS(clock=lambda: now[0])
+    monkeypatch.setattr(_metadata, "time", SimpleNamespace(time=lambda: now[0]))
+    server = Protected(
+        fake, chaos=Chaos(seed=11, reject_rate=0.15, reject_status=503, retry_after=0)
+    )
+    done = 0
+    async with serve(server) as running:
+        fake.prm_resource = running.url
+        auth = oauth(fake)
+        async with connect(HTTPServer(running.url, auth=auth)) as client:
+
+            async def call(key: str) -> None:
+                nonlocal done
+                await client.call_tool("increment", {"key": key})
+                done += 1
+                if done in (10, 40):
+                    now[0] += fake.expires_in + 1  # every token issued so far expires
+
+            for wave in range(3):
+                async with anyio.create_task_group() as calls:
+                    for n in range(20):
+                        calls.start_soon(call, f"w{wave}-{n}")
+        stats = running.stats
+    assert dict(stats.executions) == {f"w{w}-{n}": 1 for w in range(3) for n in range(20)}
+    assert stats.initialize_requests == 1
+    assert auth.authorizations == 1
+    assert fake.counts["grant:refresh_token"] == 2
+    assert stats.faults  # chaos did strike
 
 
 async def test_an_auth_error_on_the_era_probe_ends_the_connect_once() -> None:
