@@ -56,8 +56,10 @@ class ModernEra(EraStrategy):
     def __init__(self, *args: Any, version: str | None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.protocol_version = version
-        self._discover: DiscoverResult | None = None
-        self._server_info: Implementation | None = None
+        # The discover result as received (already validated once): its models are
+        # built on demand, since a session kept open holds a few KB of them otherwise
+        # and the session itself needs none of it.
+        self._discover: Mapping[str, Any] | None = None
         self._capabilities = self.setup.handlers.capabilities().model_dump(exclude_none=True)
         self._client_info = self.setup.client_info.model_dump(exclude_none=True)
         self._listen_scope: anyio.CancelScope | None = None
@@ -65,19 +67,27 @@ class ModernEra(EraStrategy):
 
     @property
     def discover_result(self) -> DiscoverResult | None:
-        return self._discover
+        raw = self._discover
+        return DiscoverResult.model_validate(raw) if raw is not None else None
 
     @property
     def server_info(self) -> Implementation | None:
-        return self._server_info
+        meta = self._discover.get("_meta") if self._discover is not None else None
+        info = meta.get(_META_SERVER_INFO) if isinstance(meta, Mapping) else None
+        try:
+            return Implementation.model_validate(info) if info else None
+        except pydantic.ValidationError:
+            return None
 
     @property
     def capabilities(self) -> ServerCapabilities | None:
-        return self._discover.capabilities if self._discover is not None else None
+        result = self.discover_result
+        return result.capabilities if result is not None else None
 
     @property
     def instructions(self) -> str | None:
-        return self._discover.instructions if self._discover is not None else None
+        result = self.discover_result
+        return result.instructions if result is not None else None
 
     def forgets_detection_on_loss(self) -> bool:
         # A modern server has no session to lose: being told otherwise means our picture
@@ -85,14 +95,9 @@ class ModernEra(EraStrategy):
         return True
 
     def adopt(self, raw: Mapping[str, Any]) -> None:
-        """Take a (validated) discover result as what the server said about itself."""
-        self._discover = DiscoverResult.model_validate(raw)
-        meta = raw.get("_meta")
-        info = meta.get(_META_SERVER_INFO) if isinstance(meta, Mapping) else None
-        try:
-            self._server_info = Implementation.model_validate(info) if info else None
-        except pydantic.ValidationError:
-            self._server_info = None
+        """Take a discover result (validated by the caller: a probe's answer, or a
+        cached one that was) as what the server said about itself."""
+        self._discover = raw
 
     # --- messages -----------------------------------------------------------------------
 
