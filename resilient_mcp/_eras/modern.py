@@ -11,6 +11,7 @@ legacy GET stream).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,11 @@ _META_SERVER_INFO = "io.modelcontextprotocol/serverInfo"
 _EMPTY: dict[str, Any] = {}
 # A listen stream that lived this long was healthy: its end starts the count afresh.
 _HEALTHY_LISTEN_S = 30.0
+# Discover results seen, by their canonical JSON: the sessions of a process mostly talk
+# to a few servers, and each would keep its own decoded copy (~2 KB) of the same answer.
+# Never mutated (the detection cache shares them too). Bounded: emptied when full.
+_SEEN_DISCOVER: dict[str, Mapping[str, Any]] = {}
+_SEEN_DISCOVER_MAX = 64
 
 
 class ModernEra(EraStrategy):
@@ -97,7 +103,17 @@ class ModernEra(EraStrategy):
     def adopt(self, raw: Mapping[str, Any]) -> None:
         """Take a discover result (validated by the caller: a probe's answer, or a
         cached one that was) as what the server said about itself."""
-        self._discover = raw
+        try:
+            key = json.dumps(raw, sort_keys=True, separators=(",", ":"))
+        except (TypeError, ValueError):
+            self._discover = raw  # not plain JSON (a test's object): kept as it is
+            return
+        seen = _SEEN_DISCOVER.get(key)
+        if seen is None:
+            if len(_SEEN_DISCOVER) >= _SEEN_DISCOVER_MAX:
+                _SEEN_DISCOVER.clear()
+            _SEEN_DISCOVER[key] = seen = raw
+        self._discover = seen
 
     # --- messages -----------------------------------------------------------------------
 
