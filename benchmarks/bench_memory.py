@@ -7,7 +7,8 @@ own (so that its RSS is its own):
 
 - `floor` (RSS): one shared `httpx.AsyncClient`, raw legacy-era POSTs
   (`bench_client.RawSession`), the sessions kept open;
-- `resilient` (RSS): `resilient_mcp.connect(url)` with its defaults;
+- `resilient` (RSS): `resilient_mcp.connect(url)` with its defaults (a pool each);
+- `resilient+pool` (RSS): `HTTPServer(url, share_pool=True)` (one pool per origin);
 - `resilient` (tracemalloc): the same, with `tracemalloc` on, for the Python heap per
   session grouped by file:line (top `--top`) and by file.
 
@@ -82,7 +83,8 @@ async def _factory(kind: str, url: str) -> tuple[Any, Any]:
     async def nothing() -> None:
         return None
 
-    return (lambda: resilient_mcp.connect(url)), nothing
+    target = resilient_mcp.HTTPServer(url, share_pool=kind == "resilient+pool")
+    return (lambda: resilient_mcp.connect(target)), nothing
 
 
 async def run_child(kind: str, url: str, n: int, concurrency: int, top: int) -> dict[str, Any]:
@@ -215,27 +217,28 @@ def main() -> int:
             common += ["--top", str(args.top)]
             rows: dict[str, list[dict[str, Any]]] = {}
             for _ in range(args.repeat):
-                for kind in ("floor", "resilient"):
+                for kind in ("floor", "resilient", "resilient+pool"):
                     rows.setdefault(kind, []).append(
                         _spawn(["--kind", kind, *common], args.timeout)
                     )
             print(f"\n== {n} idle sessions, {args.concurrency} opened at a time ==")
-            print(f"{'contender':12} {'RSS KB/session':>15} {'open s':>8}  errors")
+            print(f"{'contender':14} {'RSS KB/session':>15} {'open s':>8}  errors")
             rss: dict[str, float] = {}
             for kind, runs in rows.items():
                 ok = sorted((r for r in runs if "failed" not in r), key=lambda r: r["rss_kb"])
                 if not ok:
-                    print(f"{kind:12} failed: {runs[0]['failed']}")
+                    print(f"{kind:14} failed: {runs[0]['failed']}")
                     continue
                 mid = ok[len(ok) // 2]
                 rss[kind] = mid["rss_kb"]
                 each = " ".join(f"{r['rss_kb']:.1f}" for r in ok)
                 print(
-                    f"{kind:12} {mid['rss_kb']:>15.1f} {mid['open_s']:>8.2f}  "
+                    f"{kind:14} {mid['rss_kb']:>15.1f} {mid['open_s']:>8.2f}  "
                     f"{mid['errors'] or 'none'}  (runs: {each})"
                 )
-            if "floor" in rss and "resilient" in rss and rss["floor"] > 0:
-                print(f"  resilient / floor: {rss['resilient'] / rss['floor']:.2f}x")
+            for ours in ("resilient", "resilient+pool"):
+                if "floor" in rss and ours in rss and rss["floor"] > 0:
+                    print(f"  {ours} / floor: {rss[ours] / rss['floor']:.2f}x")
             if args.no_trace:
                 continue
             traced = _spawn(["--kind", "resilient:trace", *common], args.timeout)
