@@ -31,6 +31,29 @@ from .types import CallToolResult, Tool
 __all__ = ["Catalog", "hinted_idempotent"]
 
 
+class _Flight:
+    """A lock made on first use and dropped once free again: a session that never (or
+    no longer) fetches holds no lock (an ``anyio.Lock`` is ~0.8 KB, most of it its
+    waiter deque), and thousands of idle sessions hold thousands of them."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock: anyio.Lock | None = None
+
+    async def __aenter__(self) -> None:
+        if self._lock is None:
+            self._lock = anyio.Lock()
+        await self._lock.acquire()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        lock = self._lock
+        assert lock is not None  # held by us
+        lock.release()  # hands it to the first waiter, if any (then still locked)
+        if not lock.locked() and not lock.statistics().tasks_waiting:
+            self._lock = None
+
+
 class Catalog:
     """One client's cached tool list."""
 
@@ -45,13 +68,13 @@ class Catalog:
         # Bumped by every invalidation: a fetch that overlapped one is not cached.
         self._version = 0
         self._generation: int | None = None  # the session the cached list came from
-        self._lock = anyio.Lock()
+        self._lock = _Flight()
         # Tool name → safe to re-send, from the last list fetched on any session; only a
         # list_changed (the server says its tools changed) makes it stale.
         self._hints: dict[str, bool] = {}
         self._hints_version = 0
         # Not self._lock: `learn` fetches through `tools`, which takes that one.
-        self._learning = anyio.Lock()
+        self._learning = _Flight()
 
     @property
     def cached(self) -> list[Tool] | None:

@@ -47,6 +47,9 @@ try:
 except Exception:  # not installed (running from a source tree)
     _VERSION = "0.0.0"
 
+# Who we are unless told otherwise: one instance for every client (never mutated).
+_CLIENT_INFO = Implementation(name="resilient-mcp", version=_VERSION)
+
 
 class _ClientState(enum.Enum):
     UNOPENED = "unopened"
@@ -110,7 +113,7 @@ class Client(MCPMethods):
             timeouts=opts.timeouts,
             limits=opts.limits,
             handlers=async_handlers(opts.handlers),
-            client_info=opts.client_info or Implementation(name="resilient-mcp", version=_VERSION),
+            client_info=opts.client_info or _CLIENT_INFO,
             logger=self._log,
             retry=opts.retry,
             era=opts.era,

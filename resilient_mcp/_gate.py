@@ -56,14 +56,15 @@ class Gate:
         self._stats = stats
         self._handshake = handshake
         self._opened = opened
-        self._queue: deque[_Waiter] = deque()
+        # Made by the first parked call, dropped once released: a ready session holds none.
+        self._queue: deque[_Waiter] | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
         self.is_open = False
         self.running = False
         self._shut: MCPError | None = None
 
     def __len__(self) -> int:
-        return len(self._queue)
+        return len(self._queue) if self._queue is not None else 0
 
     def bind(self, task_group: anyio.abc.TaskGroup) -> None:
         self._task_group = task_group
@@ -81,21 +82,24 @@ class Gate:
             return
         if self._shut is not None:
             raise _own_copy(self._shut)
-        if len(self._queue) >= self._max_queued:
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = deque()
+        if len(queue) >= self._max_queued:
             raise QueueFull(
-                f"{len(self._queue)} calls already wait for the session "
+                f"{len(queue)} calls already wait for the session "
                 f"(Limits.max_queued={self._max_queued})"
             )
         waiter = _Waiter()
-        self._queue.append(waiter)
-        self._stats.queued_peak = max(self._stats.queued_peak, len(self._queue))
+        queue.append(waiter)
+        self._stats.queued_peak = max(self._stats.queued_peak, len(queue))
         self.start()
         try:
             with anyio.move_on_after(deadline - anyio.current_time()) as scope:
                 await waiter.event.wait()
         finally:
-            if not waiter.event.is_set():
-                self._queue.remove(waiter)
+            if not waiter.event.is_set() and self._queue is not None:
+                self._queue.remove(waiter)  # still parked (a released one is set)
         if scope.cancelled_caught and not waiter.event.is_set():
             raise RequestTimeout(
                 "timed out waiting for the session to become ready",
@@ -148,8 +152,9 @@ class Gate:
 
     def _release(self, error: MCPError | None) -> None:
         """Wake every parked call, in arrival order."""
-        while self._queue:
-            waiter = self._queue.popleft()
+        queue, self._queue = self._queue, None
+        while queue:
+            waiter = queue.popleft()
             if error is not None:
                 waiter.error = _own_copy(error)
             waiter.event.set()

@@ -51,7 +51,8 @@ class Inbound:
         self._log = logger
         self._max_pending = max_pending
         self._listeners: list[Listener] = []
-        self._queue: deque[tuple[str, Mapping[str, Any]]] = deque()
+        # Made by the first notification a handler is to see, dropped once drained.
+        self._queue: deque[tuple[str, Mapping[str, Any]]] | None = None
         self._working = False
         self._task_group: anyio.abc.TaskGroup | None = None
         self._closed = False
@@ -62,7 +63,7 @@ class Inbound:
     def close(self) -> None:
         """Nothing more reaches the handlers (the client is closing)."""
         self._closed = True
-        self._queue.clear()
+        self._queue = None
 
     def add_listener(self, listener: Listener) -> None:
         """Register a synchronous, non-blocking observer of every server notification."""
@@ -87,11 +88,14 @@ class Inbound:
             or (method == "notifications/message" and handlers.log is not None)
         ):
             return
-        if len(self._queue) >= self._max_pending or self._task_group is None:
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = deque()
+        if len(queue) >= self._max_pending or self._task_group is None:
             self._stats.dropped_notifications += 1
             self._log.warning("notification.dropped", method=method, reason="handlers too slow")
             return
-        self._queue.append((method, params))
+        queue.append((method, params))
         if not self._working:
             self._working = True
             self._task_group.start_soon(self._work)
@@ -103,6 +107,8 @@ class Inbound:
                 await self._handle(method, params)
         finally:
             self._working = False
+            if not self._queue:
+                self._queue = None
 
     async def _handle(self, method: str, params: Mapping[str, Any]) -> None:
         handlers = self._handlers

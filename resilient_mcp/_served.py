@@ -67,7 +67,8 @@ class ServerRequests:
         self._task_group: anyio.abc.TaskGroup | None = None
         # By (type, id) while queued or served, so that the server can withdraw them.
         self._serving: dict[tuple[str, str], _Job] = {}
-        self._jobs: deque[_Job] = deque()
+        # Made by the first request from the server, dropped once drained.
+        self._jobs: deque[_Job] | None = None
         self._workers = 0
 
     def start(self, task_group: anyio.abc.TaskGroup) -> None:
@@ -90,7 +91,10 @@ class ServerRequests:
             # Never in place of the first: a cancellation naming the id must still reach
             # the request that holds it.
             refusal = "request id already in use"
-        if len(self._jobs) >= self._max_queued or self._task_group is None:
+        jobs = self._jobs
+        if jobs is None:
+            jobs = self._jobs = deque()
+        if len(jobs) >= self._max_queued or self._task_group is None:
             # Bounded: a server that floods us loses requests (logged and counted),
             # never our memory or the calls waiting for their own answers.
             self._stats.dropped_server_requests += 1
@@ -99,7 +103,7 @@ class ServerRequests:
         job = _Job(request_id, method, params if params is not None else {}, refusal)
         if refusal is None:
             self._serving[key] = job
-        self._jobs.append(job)
+        jobs.append(job)
         if self._workers < self._max_workers:
             self._workers += 1
             self._task_group.start_soon(self._work)
@@ -111,6 +115,8 @@ class ServerRequests:
                 await self._answer(self._jobs.popleft())
         finally:
             self._workers -= 1
+            if not self._workers and not self._jobs:
+                self._jobs = None
 
     async def _answer(self, job: _Job) -> None:
         response: dict[str, Any] = {"jsonrpc": "2.0", "id": job.request_id}

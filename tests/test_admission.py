@@ -49,6 +49,40 @@ class TestAdmission:
             tg.cancel_scope.cancel()
         assert "free=2" in repr(admission)
 
+    async def test_slots_made_on_demand_hold_the_limit_under_concurrency(self) -> None:
+        # The semaphore is dropped whenever every slot is back and made again by the next
+        # exchange: a slot given back while another task is inside acquire (whose fast
+        # path yields before it takes the slot) must not let a third slot appear.
+        admission = Admission(2, long_after=3600)
+        in_flight = peak = 0
+
+        async def exchange() -> None:
+            nonlocal in_flight, peak
+            for _ in range(20):
+                ticket = await admission.acquire()
+                in_flight += 1
+                peak = max(peak, in_flight)
+                await anyio.lowlevel.checkpoint()
+                in_flight -= 1
+                admission.release(ticket)
+                lane = await admission.acquire_priority()
+                admission.release(lane)
+
+        async with anyio.create_task_group() as host:
+            admission.bind(host)  # the watcher's (it sleeps until the oldest deadline)
+            async with anyio.create_task_group() as tg:
+                for _ in range(5):
+                    tg.start_soon(exchange)
+            host.cancel_scope.cancel()
+        assert peak == 2
+        assert admission.in_flight == 0
+        assert "free=2" in repr(admission)
+        assert "lane=2" in repr(admission)
+        # Idle again: nothing held for a session that sends nothing.
+        assert admission._slots is None
+        assert admission._lane is None
+        assert admission._oldest is None, "released holders are not kept"
+
     async def test_priority_lane_skips_the_fifo_and_is_bounded(self) -> None:
         admission = Admission(1, long_after=3600, lane=2)
         held = await admission.acquire()

@@ -245,6 +245,7 @@ class TestAdaptiveAdmission:
         assert admission.limit == START_LIMIT // 2
         assert f"free={START_LIMIT // 2}" in repr(admission)
         tickets = await self._acquire(admission, START_LIMIT // 2)
+        assert admission._slots is not None  # made on demand, held while slots are
         with pytest.raises(anyio.WouldBlock):
             admission._slots.acquire_nowait()
         for ticket in tickets:

@@ -11,6 +11,7 @@ legacy GET stream).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +47,11 @@ _META_SERVER_INFO = "io.modelcontextprotocol/serverInfo"
 _EMPTY: dict[str, Any] = {}
 # A listen stream that lived this long was healthy: its end starts the count afresh.
 _HEALTHY_LISTEN_S = 30.0
+# Discover results seen, by their canonical JSON: the sessions of a process mostly talk
+# to a few servers, and each would keep its own decoded copy (~2 KB) of the same answer.
+# Never mutated (the detection cache shares them too). Bounded: emptied when full.
+_SEEN_DISCOVER: dict[str, Mapping[str, Any]] = {}
+_SEEN_DISCOVER_MAX = 64
 
 
 class ModernEra(EraStrategy):
@@ -57,8 +63,10 @@ class ModernEra(EraStrategy):
     def __init__(self, *args: Any, version: str | None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.protocol_version = version
-        self._discover: DiscoverResult | None = None
-        self._server_info: Implementation | None = None
+        # The discover result as received (already validated once): its models are
+        # built on demand, since a session kept open holds a few KB of them otherwise
+        # and the session itself needs none of it.
+        self._discover: Mapping[str, Any] | None = None
         self._capabilities = self.setup.handlers.capabilities().model_dump(exclude_none=True)
         self._client_info = self.setup.client_info.model_dump(exclude_none=True)
         self._listen_scope: anyio.CancelScope | None = None
@@ -66,19 +74,27 @@ class ModernEra(EraStrategy):
 
     @property
     def discover_result(self) -> DiscoverResult | None:
-        return self._discover
+        raw = self._discover
+        return DiscoverResult.model_validate(raw) if raw is not None else None
 
     @property
     def server_info(self) -> Implementation | None:
-        return self._server_info
+        meta = self._discover.get("_meta") if self._discover is not None else None
+        info = meta.get(_META_SERVER_INFO) if isinstance(meta, Mapping) else None
+        try:
+            return Implementation.model_validate(info) if info else None
+        except pydantic.ValidationError:
+            return None
 
     @property
     def capabilities(self) -> ServerCapabilities | None:
-        return self._discover.capabilities if self._discover is not None else None
+        result = self.discover_result
+        return result.capabilities if result is not None else None
 
     @property
     def instructions(self) -> str | None:
-        return self._discover.instructions if self._discover is not None else None
+        result = self.discover_result
+        return result.instructions if result is not None else None
 
     def forgets_detection_on_loss(self) -> bool:
         # A modern server has no session to lose: being told otherwise means our picture
@@ -86,14 +102,19 @@ class ModernEra(EraStrategy):
         return True
 
     def adopt(self, raw: Mapping[str, Any]) -> None:
-        """Take a (validated) discover result as what the server said about itself."""
-        self._discover = DiscoverResult.model_validate(raw)
-        meta = raw.get("_meta")
-        info = meta.get(_META_SERVER_INFO) if isinstance(meta, Mapping) else None
+        """Take a discover result (validated by the caller: a probe's answer, or a
+        cached one that was) as what the server said about itself."""
         try:
-            self._server_info = Implementation.model_validate(info) if info else None
-        except pydantic.ValidationError:
-            self._server_info = None
+            key = json.dumps(raw, sort_keys=True, separators=(",", ":"))
+        except (TypeError, ValueError):
+            self._discover = raw  # not plain JSON (a test's object): kept as it is
+            return
+        seen = _SEEN_DISCOVER.get(key)
+        if seen is None:
+            if len(_SEEN_DISCOVER) >= _SEEN_DISCOVER_MAX:
+                _SEEN_DISCOVER.clear()
+            _SEEN_DISCOVER[key] = seen = raw
+        self._discover = seen
 
     # --- messages -----------------------------------------------------------------------
 

@@ -37,12 +37,16 @@ takes free slots first, and the rest as holders give theirs back (``_debt``), so
 exchanges in flight drain down to the new limit. The priority lane
 does not adapt: its messages are few, and recovery must not wait for a limit that a
 failing server just halved.
+
+An idle admission holds no semaphore and no queue: each ``anyio.Semaphore`` costs ~0.8
+KB (its waiter deque), and a process holding thousands of idle sessions holds thousands
+of admissions. A semaphore is made by the first exchange and dropped once every slot is
+back; the holders are a linked list threaded through the tickets.
 """
 
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Callable
 
 import anyio
@@ -62,7 +66,7 @@ OVERLOAD_STATUSES = frozenset({429, 503})
 class Ticket:
     """One admitted exchange. Give it back with :meth:`Admission.release`."""
 
-    __slots__ = ("admitted", "deadline", "epoch", "holds_slot", "in_flight", "lane")
+    __slots__ = ("admitted", "deadline", "epoch", "holds_slot", "in_flight", "lane", "next")
 
     def __init__(
         self,
@@ -79,6 +83,7 @@ class Ticket:
         self.admitted = admitted  # on the admission's clock, for the latency sample
         self.epoch = epoch  # the limiter's, when admitted
         self.in_flight = in_flight  # slots held once this one was taken (itself included)
+        self.next: Ticket | None = None  # the next holder admitted after this one
 
 
 class Admission:
@@ -104,27 +109,40 @@ class Admission:
             limit = GradientLimit(floor=limit, ceiling=limit, adaptive=False)
         self._limiter = limit
         self._limit = limit.limit  # the size the slots were last given
-        self._slots = anyio.Semaphore(self._limit)
+        # Made on demand, dropped when full (see the module docstring); None = all free.
+        self._slots: anyio.Semaphore | None = None
         # Slots to withdraw as their holders give them back (the limit shrank below the
         # number in flight).
         self._debt = 0
         self._held = 0  # ordinary slots held (handed-on ones no longer count)
-        self._lane = anyio.Semaphore(lane)
+        self._lane_size = lane
+        self._lane: anyio.Semaphore | None = None  # as _slots
+        # Tasks inside each semaphore's acquire (its fast path yields before it takes
+        # the slot): while any is, that semaphore is not dropped, full or not.
+        self._entering = 0
+        self._entering_lane = 0
         self._long_after = long_after
         self._clock = clock
-        # Holders in admission order; with one fixed delay their deadlines are sorted too.
-        self._holders: deque[Ticket] = deque()
+        # Holders in admission order (a list linked through Ticket.next, oldest first);
+        # with one fixed delay their deadlines are sorted too.
+        self._oldest: Ticket | None = None
+        self._newest: Ticket | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
         self._watching = False
         # Set when the queue or the holders change, for a watcher that found no holder.
         self._changed: anyio.Event | None = None
 
     def __repr__(self) -> str:
-        waiting = self._slots.statistics().tasks_waiting
+        free = self._slots.value if self._slots is not None else self._limit
+        lane = self._lane.value if self._lane is not None else self._lane_size
         return (
-            f"<Admission limit={self._limit} held={self._held} free={self._slots.value} "
-            f"waiting={waiting} lane={self._lane.value}>"
+            f"<Admission limit={self._limit} held={self._held} free={free} "
+            f"waiting={self._waiting()} lane={lane}>"
         )
+
+    def _waiting(self) -> int:
+        slots = self._slots
+        return slots.statistics().tasks_waiting if slots is not None else 0
 
     @property
     def limit(self) -> int:
@@ -148,14 +166,21 @@ class Admission:
 
     async def acquire(self) -> Ticket:
         """Wait for a slot (FIFO)."""
-        if self._slots.value == 0 and not self._watching and self._task_group is not None:
+        slots = self._slots
+        if slots is None:
+            slots = self._slots = anyio.Semaphore(self._limit)
+        if slots.value == 0 and not self._watching and self._task_group is not None:
             self._watching = True
             self._task_group.start_soon(self._watch)
+        self._entering += 1
         try:
-            await self._slots.acquire()
+            await slots.acquire()
         except BaseException:
+            self._entering -= 1
             self._signal()  # one waiter fewer: the watcher may have nothing left to do
+            self._drop_if_free()
             raise
+        self._entering -= 1
         self._held += 1
         ticket = Ticket(
             anyio.current_time() + self._long_after,
@@ -163,13 +188,27 @@ class Admission:
             epoch=self._limiter.epoch,
             in_flight=self._held,
         )
-        self._holders.append(ticket)
+        if self._newest is None:
+            self._oldest = ticket
+        else:
+            self._newest.next = ticket
+        self._newest = ticket
         self._signal()
         return ticket
 
     async def acquire_priority(self) -> Ticket:
         """Wait for a slot of the priority lane (FIFO among priority messages only)."""
-        await self._lane.acquire()
+        lane = self._lane
+        if lane is None:
+            lane = self._lane = anyio.Semaphore(self._lane_size)
+        self._entering_lane += 1
+        try:
+            await lane.acquire()
+        except BaseException:
+            self._entering_lane -= 1
+            self._drop_if_free()
+            raise
+        self._entering_lane -= 1
         return Ticket(anyio.current_time(), lane=True)
 
     def _signal(self) -> None:
@@ -211,6 +250,8 @@ class Admission:
         if change == 0:
             return
         self._limit = target
+        if self._slots is None:
+            return  # all free (no debt): the next semaphore is made with the new size
         if change > 0:
             paid = min(self._debt, change)
             self._debt -= paid
@@ -228,21 +269,47 @@ class Admission:
         if ticket.holds_slot:
             ticket.holds_slot = False
             if ticket.lane:
-                self._lane.release()
+                lane = self._lane
+                assert lane is not None  # held by the ticket
+                lane.release()
+                self._drop_if_free()
                 return
             self._held -= 1
+            self._prune()
             if self._debt:
                 self._debt -= 1  # the limit shrank: this slot goes away
-            else:
-                self._slots.release()
+                return
+            slots = self._slots
+            assert slots is not None  # held by the ticket
+            slots.release()  # hands the slot to the first waiter, if any
+            self._drop_if_free()
+
+    def _drop_if_free(self) -> None:
+        """Drop a semaphore whose every slot is back (a slot handed to a waiter keeps
+        the value below the size; a full one has no holder and no debt) while nobody is
+        inside its acquire."""
+        slots, lane = self._slots, self._lane
+        if slots is not None and slots.value == self._limit and not self._entering:
+            self._slots = None
+        if lane is not None and lane.value == self._lane_size and not self._entering_lane:
+            self._lane = None
+
+    def _prune(self) -> None:
+        """Forget the oldest holders that gave their slot back (kept in order for the
+        watcher, they would otherwise pile up while nobody waits)."""
+        oldest = self._oldest
+        while oldest is not None and not oldest.holds_slot:
+            oldest.next, oldest = None, oldest.next
+        self._oldest = oldest
+        if oldest is None:
+            self._newest = None
 
     async def _watch(self) -> None:
         """Hand on the slots of exchanges that run long, while anyone waits for one."""
         try:
-            while self._slots.statistics().tasks_waiting:
-                while self._holders and not self._holders[0].holds_slot:
-                    self._holders.popleft()  # finished in time: nothing to do
-                if not self._holders:
+            while self._waiting():
+                self._prune()  # finished in time: nothing to do
+                if self._oldest is None:
                     # A slot is on its way to a waiter (released, not yet taken up), or
                     # the limit shrank below the slots held: wait for the queue, the
                     # holders or the limit to change.
@@ -250,12 +317,11 @@ class Admission:
                     await self._changed.wait()
                     self._changed = None
                     continue
-                oldest = self._holders[0]
+                oldest = self._oldest
                 # A timer, not a poll. Deadlines only grow, so waking for one that
                 # was superseded is early, never late.
                 await anyio.sleep_until(oldest.deadline)
                 if oldest.holds_slot and oldest.deadline <= anyio.current_time():
-                    self._holders.popleft()
-                    self.release(oldest)
+                    self.release(oldest)  # (and forgets it: it is the oldest)
         finally:
             self._watching = False

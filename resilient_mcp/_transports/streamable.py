@@ -8,9 +8,10 @@ routing headers, and whether a dropped response stream may be resumed.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
@@ -37,6 +38,9 @@ from .base import (
 from .http import ERROR_BODY_LIMIT, JSON, SSE, HTTPTransportBase, content_type, read_limited
 from .limiter import limiter_for
 from .sse_decoder import SSEDecoder, SSEEventTooLarge
+
+if TYPE_CHECKING:
+    from .._http_stack import HTTPStack
 
 __all__ = ["StreamableHTTPTransport"]
 
@@ -76,7 +80,7 @@ class StreamableHTTPTransport(HTTPTransportBase):
         # Set once the server kept an answered stream open past the grace: see _finish.
         self._streams_linger = False
         # What a dropped response stream raises while it is read (this stack's classes).
-        self._dropped: tuple[type[Exception], ...] = (*self._stack.transport_errors, OSError)
+        self._dropped = _dropped_errors(self._stack)
 
     @property
     def listening(self) -> bool:
@@ -453,3 +457,10 @@ def _retry_delay(decoder: SSEDecoder) -> float:
     if decoder.retry is None:
         return _DEFAULT_RETRY_S
     return min(decoder.retry / 1000, _MAX_RETRY_S)
+
+
+@functools.cache
+def _dropped_errors(stack: HTTPStack) -> tuple[type[Exception], ...]:
+    """What a dropped response stream raises while it is read: one tuple per stack, not
+    one per session."""
+    return (*stack.transport_errors, OSError)
