@@ -41,9 +41,12 @@ class Host:
 
     def __init__(self, log: Logger) -> None:
         self._log = log
-        self._stop = anyio.Event()
-        self._entered = anyio.Event()
-        self._done = anyio.Event()
+        # The entry and end events exist only while someone waits for them (each is
+        # ~0.9 KB, and a process may hold thousands of open clients).
+        self._stop = anyio.Event()  # (what the host parks on: cheaper than a sleep)
+        self._entered: anyio.Event | None = None
+        self._done: anyio.Event | None = None
+        self._finished = False
         self._task_group: anyio.abc.TaskGroup | None = None
         self._failure: BaseException | None = None
         # asyncio keeps only a weak reference to a task: without this one, a host
@@ -60,12 +63,14 @@ class Host:
         if self._started:
             raise ClientClosed("the client's background work was started before")
         self._started = True
+        entered = self._entered = anyio.Event()
         self._task = _spawn(self._run)
         # One scheduling round (the host enters its task group at once). Shielded: a
         # cancelled caller still gets the task group, and the close that follows stops it.
         with anyio.CancelScope(shield=True):
-            await self._entered.wait()
-        if self._task_group is None or self._done.is_set():
+            await entered.wait()
+        self._entered = None
+        if self._task_group is None or self._finished:
             raise ClientClosed("the client's background work could not start")
         return self._task_group
 
@@ -78,8 +83,11 @@ class Host:
         self._stop.set()
         if not self._started:
             return None
-        with anyio.CancelScope(shield=True):
-            await self._done.wait()
+        if not self._finished:
+            if self._done is None:
+                self._done = anyio.Event()
+            with anyio.CancelScope(shield=True):
+                await self._done.wait()
         self._task = None
         return self._failure
 
@@ -87,7 +95,8 @@ class Host:
         try:
             async with anyio.create_task_group() as task_group:
                 self._task_group = task_group
-                self._entered.set()
+                if self._entered is not None:
+                    self._entered.set()
                 await self._stop.wait()
                 task_group.cancel_scope.cancel()
         except BaseException as exc:
@@ -100,8 +109,11 @@ class Host:
             self._failure = exc
             self._log.error("client.worker_failed", error=repr(first_failure(exc)))
         finally:
-            self._entered.set()
-            self._done.set()
+            self._finished = True
+            if self._entered is not None:
+                self._entered.set()
+            if self._done is not None:
+                self._done.set()
 
 
 def _spawn(run: Callable[[], Coroutine[Any, Any, None]]) -> asyncio.Task[None] | None:
